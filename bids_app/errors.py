@@ -1,0 +1,83 @@
+"""Errors of BrainScale and the exit codes they map to.
+
+The exit codes follow the BIDS-Apps execution specification and the BSD
+``sysexits.h`` conventions it borrows from.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes of ``run.py`` (documented in the README)."""
+
+    OK = 0
+    FAILURE = 1
+    VALIDATION_FAILED = 16
+    UNKNOWN_ANALYSIS_LEVEL = 17
+    NOTHING_SELECTED = 18
+    USAGE = 64
+    DATA_ERROR = 65
+    NO_INPUT = 66
+    CANNOT_CREATE_OUTPUT = 73
+
+
+class BrainScaleError(Exception):
+    """Base class of every error BrainScale reports to a user.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong, naming the file or option and the problem.
+    """
+
+    exit_code: ExitCode = ExitCode.FAILURE
+
+
+class UsageError(BrainScaleError):
+    """An argument or option is invalid."""
+
+    exit_code = ExitCode.USAGE
+
+
+class UnknownAnalysisLevelError(BrainScaleError):
+    """The analysis level is neither ``participant`` nor ``group``."""
+
+    exit_code = ExitCode.UNKNOWN_ANALYSIS_LEVEL
+
+
+class BIDSValidationError(BrainScaleError):
+    """The input dataset is not valid BIDS."""
+
+    exit_code = ExitCode.VALIDATION_FAILED
+
+
+class NothingSelectedError(BrainScaleError):
+    """The participant, session or filter selection matched no data."""
+
+    exit_code = ExitCode.NOTHING_SELECTED
+
+
+class InputDataError(BrainScaleError):
+    """An input file exists but its content cannot be used (empty, corrupt, inconsistent)."""
+
+    exit_code = ExitCode.DATA_ERROR
+
+
+class NoInputError(BrainScaleError):
+    """An input path does not exist or is not readable."""
+
+    exit_code = ExitCode.NO_INPUT
+
+
+class OutputError(BrainScaleError):
+    """The output or work directory cannot be created or written."""
+
+    exit_code = ExitCode.CANNOT_CREATE_OUTPUT
+
+
+class ResourceError(BrainScaleError):
+    """A template or atlas is not available offline."""
+
+    exit_code = ExitCode.USAGE

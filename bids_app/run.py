@@ -1,0 +1,69 @@
+"""Entry point: ``run.py bids_dir output_dir participant|group`` and ``brainscale demo|synth``.
+
+Every error a user can cause ends with a one-paragraph message on stderr and a
+documented exit code (see :class:`bids_app.errors.ExitCode` and the README).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from bids_app.errors import BrainScaleError, ExitCode
+
+LOGGER = logging.getLogger("brainscale")
+
+
+def _configure_console_logging() -> None:
+    if not LOGGER.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s [brainscale] %(message)s", "%H:%M:%S"))
+        LOGGER.addHandler(handler)
+        LOGGER.setLevel(logging.INFO)
+    for name in ("nipype.workflow", "nipype.interface", "nipype.utils"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run BrainScale from command-line arguments.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit code (also used by the console script).
+    """
+    from bids_app.cli import ANALYSIS_LEVELS, SUBCOMMANDS, parse_args
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    _configure_console_logging()
+    try:
+        if argv and argv[0] in SUBCOMMANDS and not (len(argv) > 2 and argv[2] in ANALYSIS_LEVELS):
+            from bids_app.demo import main as demo_main
+
+            return int(demo_main(argv))
+        config = parse_args(argv)
+        from bids_app import runner
+
+        if config.execution.analysis_level == "participant":
+            return int(runner.run_participant_level(config))
+        return int(runner.run_group_level(config))
+    except SystemExit as exc:  # --help and --version
+        return int(exc.code or 0)
+    except BrainScaleError as err:
+        print(f"brainscale: error: {err}", file=sys.stderr)
+        return int(err.exit_code)
+    except KeyboardInterrupt:
+        print("brainscale: interrupted; rerun with the same -w/--work-dir to resume",
+              file=sys.stderr)
+        return int(ExitCode.FAILURE)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The science of BrainScale: Nipype workflows and the numerics behind them."""

@@ -1,0 +1,153 @@
+"""Compose one participant's anatomical, functional and diffusion workflows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nipype.pipeline import engine as pe
+
+ANAT_FIELDS = ("t1w_preproc", "t1w_mask", "t1w_dseg", "t1w_tpms", "anat2std_xfm", "std2anat_xfm")
+
+
+@dataclass(frozen=True)
+class ParticipantPlan:
+    """What will run for one participant, and what will not (with the reason).
+
+    Attributes
+    ----------
+    subject : str
+        Participant label.
+    ran : list of str
+        Human-readable names of the workflows in the graph.
+    skipped : list of str
+        Parts that were requested but cannot run, each with its reason.
+    """
+
+    subject: str
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def init_participant_wf(
+    *,
+    subject_data,
+    output_dir: Path,
+    modalities: tuple[str, ...],
+    atlases: tuple[str, ...],
+    denoise_strategy: str = "36P",
+    omp_nthreads: int = 1,
+    seed: int = 0,
+    name: str | None = None,
+):
+    """Build the graph of one participant from its inputs.
+
+    Parameters
+    ----------
+    subject_data : bids_app.bids.SubjectData
+        The participant's selected inputs with their metadata.
+    output_dir : pathlib.Path
+        Where ``DerivativesDataSink`` nodes write (a staging folder in practice).
+    modalities : tuple of str
+        Requested parts among ``anat``, ``func``, ``dwi``.
+    atlases : tuple of str
+        Atlas names for regional measures and connectomes.
+    denoise_strategy : str
+        BOLD denoising strategy.
+    omp_nthreads : int
+        Threads per node.
+    seed : int
+        Random seed.
+    name : str, optional
+        Workflow name (default ``sub_<label>_wf``).
+
+    Returns
+    -------
+    workflow : nipype.pipeline.engine.Workflow
+        The participant graph (possibly with no nodes when nothing can run).
+    plan : ParticipantPlan
+        What runs and what was skipped, for the report.
+    """
+    from workflows.anat.workflow import init_anat_wf
+    from workflows.dwi.workflow import init_dwi_wf
+    from workflows.func.workflow import init_func_wf
+
+    label = subject_data.subject
+    wf = pe.Workflow(name=name or f"sub_{label}_wf")
+    plan = ParticipantPlan(subject=label)
+    output_dir = str(output_dir)
+    atlases = list(atlases)
+    has_anat = bool(subject_data.t1w)
+    anat_wf = None
+    if has_anat and (set(modalities) & {"anat", "func", "dwi"}):
+        anat_wf = init_anat_wf(
+            t1w_files=list(subject_data.t1w),
+            output_dir=output_dir,
+            atlases=atlases,
+            omp_nthreads=omp_nthreads,
+            seed=seed,
+        )
+        wf.add_nodes([anat_wf])
+        plan.ran.append(f"anatomical ({len(subject_data.t1w)} T1w)")
+        if "anat" not in modalities:
+            plan.ran[-1] += ", needed by func/dwi"
+    elif "anat" in modalities:
+        plan.skipped.append("anatomical: no T1w image")
+
+    if "func" in modalities:
+        if not subject_data.bold:
+            plan.skipped.append("functional: no BOLD run")
+        for index, run in enumerate(subject_data.bold):
+            func_wf = init_func_wf(
+                bold_file=run.path,
+                metadata=dict(run.metadata),
+                has_anat=has_anat,
+                output_dir=output_dir,
+                atlases=atlases,
+                denoise_strategy=denoise_strategy,
+                events_file=run.events,
+                omp_nthreads=omp_nthreads,
+                seed=seed,
+                name=f"func_{index:02d}_{_run_name(run.path)}_wf",
+            )
+            _connect_anat(wf, anat_wf, func_wf)
+            plan.ran.append(f"functional: {Path(run.path).name}"
+                            + ("" if has_anat else " (no T1w: BOLD-only path)"))
+
+    if "dwi" in modalities:
+        if not subject_data.dwi:
+            plan.skipped.append("diffusion: no DWI series")
+        for session, series in sorted(subject_data.dwi.items()):
+            dwi_wf = init_dwi_wf(
+                dwi_files=[s.path for s in series],
+                bval_files=[s.bval for s in series],
+                bvec_files=[s.bvec for s in series],
+                metadata=[dict(s.metadata) for s in series],
+                has_anat=has_anat,
+                output_dir=output_dir,
+                atlases=atlases,
+                omp_nthreads=omp_nthreads,
+                seed=seed,
+                name=f"dwi_ses_{session or 'none'}_wf",
+            )
+            _connect_anat(wf, anat_wf, dwi_wf)
+            plan.ran.append(
+                f"diffusion: {', '.join(Path(s.path).name for s in series)}"
+                + ("" if has_anat else " (no T1w: registered to the template directly)")
+            )
+    return wf, plan
+
+
+def _run_name(path: str) -> str:
+    stem = Path(path).name.split(".")[0]
+    return "".join(c if c.isalnum() else "_" for c in stem.split("_", 1)[-1])
+
+
+def _connect_anat(wf, anat_wf, modality_wf) -> None:
+    if anat_wf is None:
+        wf.add_nodes([modality_wf])
+        return
+    wf.connect(
+        [(anat_wf, modality_wf, [(f"outputnode.{name}", f"inputnode.{name}")
+                                 for name in ANAT_FIELDS])]
+    )
