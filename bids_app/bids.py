@@ -42,6 +42,7 @@ class BoldRun:
     path: str
     metadata: dict[str, Any]
     events: str | None = None
+    fieldmap: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -355,7 +356,8 @@ def collect_subject_data(
     bold_runs = []
     for path in get("bold"):
         events = _events_file(path)
-        bold_runs.append(BoldRun(path=path, metadata=layout.get_metadata(path), events=events))
+        bold_runs.append(BoldRun(path=path, metadata=layout.get_metadata(path), events=events,
+                                 fieldmap=_phasediff_fieldmap(layout, path)))
     dwi: dict[str, list[DwiSeries]] = {}
     for path in get("dwi"):
         session = layout.parse_file_entities(path).get("session", "")
@@ -368,6 +370,22 @@ def collect_subject_data(
             )
         )
     return SubjectData(subject=subject, t1w=get("t1w"), bold=bold_runs, dwi=dwi)
+
+
+def _phasediff_fieldmap(layout, path: str) -> dict[str, Any] | None:
+    """Return the phase-difference field map meant for ``path`` (``IntendedFor``), if any."""
+    try:
+        candidates = layout.get_fieldmap(path, return_list=True)
+    except (ValueError, KeyError, IndexError):
+        return None
+    for candidate in candidates:
+        if candidate.get("suffix") == "phasediff" and candidate.get("magnitude1"):
+            return {
+                "phasediff": candidate["phasediff"],
+                "magnitude": candidate["magnitude1"],
+                "metadata": layout.get_metadata(candidate["phasediff"]),
+            }
+    return None
 
 
 def _optional(getter, path: str) -> str | None:

@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
             from bids_app.demo import main as demo_main
 
             return int(demo_main(argv))
+        if any(arg.startswith("s3://") for arg in argv[:2]):
+            from bids_app.cloud import run_staged  # boto3 only for S3 URLs
+
+            return int(run_staged(argv, main))
         config = parse_args(argv)
         from bids_app import runner
 

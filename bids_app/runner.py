@@ -219,6 +219,7 @@ def run_one_participant(
             seed=config.workflow.seed,
         )
         outcome.ran, outcome.skipped = plan.ran, plan.skipped
+        outcome.errors += plan.errors
         crash_dir = output_dir / "logs" / "crash" / f"sub-{subject}" / run_uuid
         configure_workflow(wf, work_dir=subject_work, crash_dir=crash_dir,
                            stop_on_first_crash=config.nipype.stop_on_first_crash)
@@ -229,7 +230,9 @@ def run_one_participant(
             run_workflow(wf, execution, crash_dir)
             publish(staging, output_dir, subject)
         _remove_empty(crash_dir)
-        outcome.ok = True
+        outcome.ok = not plan.errors
+        if plan.errors:
+            outcome.exit_code = ExitCode.DATA_ERROR
     except InputDataError as err:
         outcome.errors.append(str(err))
         outcome.exit_code = ExitCode.DATA_ERROR

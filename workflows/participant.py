@@ -7,6 +7,8 @@ from pathlib import Path
 
 from nipype.pipeline import engine as pe
 
+from bids_app.errors import InputDataError
+
 ANAT_FIELDS = ("t1w_preproc", "t1w_mask", "t1w_dseg", "t1w_tpms", "anat2std_xfm", "std2anat_xfm")
 
 
@@ -21,12 +23,16 @@ class ParticipantPlan:
     ran : list of str
         Human-readable names of the workflows in the graph.
     skipped : list of str
-        Parts that were requested but cannot run, each with its reason.
+        Parts that were requested but have no input, each with its reason.
+    errors : list of str
+        Runs left out of the graph because their input is unusable (e.g. a BOLD run too
+        short for the denoising model); the rest of the participant still runs.
     """
 
     subject: str
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
 
 def init_participant_wf(
@@ -98,18 +104,23 @@ def init_participant_wf(
         if not subject_data.bold:
             plan.skipped.append("functional: no BOLD run")
         for index, run in enumerate(subject_data.bold):
-            func_wf = init_func_wf(
-                bold_file=run.path,
-                metadata=dict(run.metadata),
-                has_anat=has_anat,
-                output_dir=output_dir,
-                atlases=atlases,
-                denoise_strategy=denoise_strategy,
-                events_file=run.events,
-                omp_nthreads=omp_nthreads,
-                seed=seed,
-                name=f"func_{index:02d}_{_run_name(run.path)}_wf",
-            )
+            try:
+                func_wf = init_func_wf(
+                    bold_file=run.path,
+                    metadata=dict(run.metadata),
+                    has_anat=has_anat,
+                    output_dir=output_dir,
+                    atlases=atlases,
+                    denoise_strategy=denoise_strategy,
+                    events_file=run.events,
+                    fieldmap=run.fieldmap,
+                    omp_nthreads=omp_nthreads,
+                    seed=seed,
+                    name=f"func_{index:02d}_{_run_name(run.path)}_wf",
+                )
+            except InputDataError as err:
+                plan.errors.append(f"functional run not processed: {err}")
+                continue
             _connect_anat(wf, anat_wf, func_wf)
             plan.ran.append(f"functional: {Path(run.path).name}"
                             + ("" if has_anat else " (no T1w: BOLD-only path)"))
@@ -118,18 +129,22 @@ def init_participant_wf(
         if not subject_data.dwi:
             plan.skipped.append("diffusion: no DWI series")
         for session, series in sorted(subject_data.dwi.items()):
-            dwi_wf = init_dwi_wf(
-                dwi_files=[s.path for s in series],
-                bval_files=[s.bval for s in series],
-                bvec_files=[s.bvec for s in series],
-                metadata=[dict(s.metadata) for s in series],
-                has_anat=has_anat,
-                output_dir=output_dir,
-                atlases=atlases,
-                omp_nthreads=omp_nthreads,
-                seed=seed,
-                name=f"dwi_ses_{session or 'none'}_wf",
-            )
+            try:
+                dwi_wf = init_dwi_wf(
+                    dwi_files=[s.path for s in series],
+                    bval_files=[s.bval for s in series],
+                    bvec_files=[s.bvec for s in series],
+                    metadata=[dict(s.metadata) for s in series],
+                    has_anat=has_anat,
+                    output_dir=output_dir,
+                    atlases=atlases,
+                    omp_nthreads=omp_nthreads,
+                    seed=seed,
+                    name=f"dwi_ses_{session or 'none'}_wf",
+                )
+            except InputDataError as err:
+                plan.errors.append(f"diffusion series not processed: {err}")
+                continue
             _connect_anat(wf, anat_wf, dwi_wf)
             plan.ran.append(
                 f"diffusion: {', '.join(Path(s.path).name for s in series)}"

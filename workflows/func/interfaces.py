@@ -1,0 +1,521 @@
+"""Thin Nipype interfaces of the functional workflow: load, call a numeric function, save."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from nilearn.image import resample_to_img
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    OutputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+from scipy import ndimage
+
+from workflows.func import confounds as confounds_mod
+from workflows.func import connectivity, figures, glm, reference, registration, resample, sdc
+from workflows.func.denoise import denoise_timeseries, select_confounds
+from workflows.func.motion import MOTION_COLUMNS, estimate_head_motion
+from workflows.func.slice_timing import correct_slice_timing, slice_timing_plan
+
+
+def _out(runtime, name: str) -> str:
+    return os.path.join(runtime.cwd, name)
+
+
+def _save(data: np.ndarray, affine: np.ndarray, path: str, dtype=np.float32) -> str:
+    img = nib.Nifti1Image(np.asarray(data, dtype=dtype), affine)
+    img.header.set_xyzt_units("mm", "sec")
+    nib.save(img, path)
+    return path
+
+
+def _to_grid(img, like, interpolation: str):
+    with warnings.catch_warnings():  # masks are interpolated on purpose (partial volume)
+        warnings.filterwarnings("ignore", message="Resampling binary images")
+        return resample_to_img(img, like, interpolation=interpolation, force_resample=True,
+                               copy_header=True)
+
+
+def write_tsv(frame: pd.DataFrame, path: str) -> str:
+    """Write a table as BIDS TSV (``n/a`` for missing values)."""
+    frame.to_csv(path, sep="\t", index=False, na_rep="n/a", float_format="%.8g")
+    return path
+
+
+class _TemplateResourcesInputSpec(BaseInterfaceInputSpec):
+    resolution = traits.Enum(2, 1, usedefault=True, desc="template resolution (mm)")
+
+
+class _TemplateResourcesOutputSpec(TraitedSpec):
+    template_file = File(exists=True, desc="MNI152NLin2009aSym T1w")
+    mask_file = File(exists=True, desc="template brain mask")
+    tpm_files = OutputMultiObject(File(exists=True), desc="[GM, WM, CSF] probabilities")
+
+
+class TemplateResources(SimpleInterface):
+    """Write the embedded template, its mask and tissue probabilities to files."""
+
+    input_spec = _TemplateResourcesInputSpec
+    output_spec = _TemplateResourcesOutputSpec
+
+    def _run_interface(self, runtime):
+        from bids_app import resources
+
+        res = self.inputs.resolution
+        self._results["template_file"] = str(resources.save_resource(
+            resources.get_template(res), _out(runtime, "template.nii.gz")))
+        self._results["mask_file"] = str(resources.save_resource(
+            resources.get_template_mask(res), _out(runtime, "template_mask.nii.gz")))
+        self._results["tpm_files"] = [
+            str(resources.save_resource(resources.get_template_probseg(label, res),
+                                        _out(runtime, f"template_{label}.nii.gz")))
+            for label in ("GM", "WM", "CSF")
+        ]
+        return runtime
+
+
+class _BoldReferenceInputSpec(BaseInterfaceInputSpec):
+    bold_file = File(exists=True, mandatory=True, desc="raw BOLD run")
+    metadata = traits.Dict(mandatory=True, desc="BIDS sidecar of the run")
+
+
+class _BoldReferenceOutputSpec(TraitedSpec):
+    boldref_file = File(exists=True, desc="BOLD reference (median of steady-state volumes)")
+    bold_mask_file = File(exists=True, desc="brain mask of the reference")
+    n_nonsteady = traits.Int(desc="leading non-steady-state volumes")
+    repetition_time = traits.Float(desc="RepetitionTime (s)")
+
+
+class BoldReference(SimpleInterface):
+    """Validate a BOLD run, count non-steady-state volumes, compute reference and mask."""
+
+    input_spec = _BoldReferenceInputSpec
+    output_spec = _BoldReferenceOutputSpec
+
+    def _run_interface(self, runtime):
+        img = nib.load(self.inputs.bold_file)
+        name = os.path.basename(self.inputs.bold_file)
+        tr = reference.validate_bold(img, self.inputs.metadata, name)
+        slice_timing_plan(self.inputs.metadata, img.shape, tr, name)
+        data = np.asarray(img.dataobj, dtype=np.float32)
+        n_nonsteady = reference.detect_nonsteady_states(data)
+        ref = nib.Nifti1Image(reference.compute_boldref(data, n_nonsteady), img.affine)
+        self._results["boldref_file"] = _save(ref.get_fdata(), img.affine,
+                                              _out(runtime, "boldref.nii.gz"))
+        mask = reference.compute_bold_mask(ref)
+        self._results["bold_mask_file"] = _save(mask.dataobj, img.affine,
+                                                _out(runtime, "bold_mask.nii.gz"), np.uint8)
+        self._results["n_nonsteady"] = n_nonsteady
+        self._results["repetition_time"] = tr
+        return runtime
+
+
+class _HeadMotionInputSpec(BaseInterfaceInputSpec):
+    bold_file = File(exists=True, mandatory=True)
+    boldref_file = File(exists=True, mandatory=True)
+    bold_mask_file = File(exists=True, mandatory=True)
+
+
+class _HeadMotionOutputSpec(TraitedSpec):
+    motion_params_file = File(exists=True, desc="TSV of trans_x..rot_z (mm, rad)")
+    motion_matrices_file = File(exists=True, desc=".npy (T, 4, 4) reference-to-volume matrices")
+
+
+class HeadMotion(SimpleInterface):
+    """Estimate rigid head motion of every volume relative to the BOLD reference."""
+
+    input_spec = _HeadMotionInputSpec
+    output_spec = _HeadMotionOutputSpec
+
+    def _run_interface(self, runtime):
+        img = nib.load(self.inputs.bold_file)
+        ref = np.asarray(nib.load(self.inputs.boldref_file).dataobj, dtype=np.float32)
+        mask = np.asarray(nib.load(self.inputs.bold_mask_file).dataobj) > 0
+        data = np.asarray(img.dataobj, dtype=np.float32)  # one read, not one per volume
+        params, matrices = estimate_head_motion(data, img.affine, ref, mask)
+        frame = pd.DataFrame(params, columns=list(MOTION_COLUMNS))
+        self._results["motion_params_file"] = write_tsv(frame, _out(runtime, "motion.tsv"))
+        np.save(_out(runtime, "motion_matrices.npy"), matrices)
+        self._results["motion_matrices_file"] = _out(runtime, "motion_matrices.npy")
+        return runtime
+
+
+class _CoregisterInputSpec(BaseInterfaceInputSpec):
+    boldref_file = File(exists=True, mandatory=True)
+    bold_mask_file = File(exists=True, mandatory=True)
+    anat_file = File(exists=True, mandatory=True, desc="T1w (or template on the BOLD-only path)")
+    anat_mask_file = File(exists=True, mandatory=True, desc="brain mask of anat_file")
+    transform_type = traits.Enum("Rigid", "Affine", usedefault=True)
+    seed = traits.Int(0, usedefault=True)
+
+
+class _CoregisterOutputSpec(TraitedSpec):
+    anat2boldref_file = File(exists=True, desc="4x4 RAS matrix: anatomical point -> boldref")
+    itk_transform_file = File(exists=True, desc="ITK transform boldref -> anat (image mode)")
+
+
+class Coregister(SimpleInterface):
+    """Register the brain-extracted BOLD reference to the brain-extracted anatomy."""
+
+    input_spec = _CoregisterInputSpec
+    output_spec = _CoregisterOutputSpec
+
+    def _run_interface(self, runtime):
+        anat = nib.load(self.inputs.anat_file)
+        anat_mask = _to_grid(nib.load(self.inputs.anat_mask_file), anat, "nearest")
+        anat_brain = _out(runtime, "anat_brain.nii.gz")
+        nib.save(registration.brain_extract(anat, anat_mask), anat_brain)
+        boldref_brain = _out(runtime, "boldref_brain.nii.gz")
+        nib.save(registration.brain_extract(nib.load(self.inputs.boldref_file),
+                                            nib.load(self.inputs.bold_mask_file)), boldref_brain)
+        itk_file = _out(runtime, "boldref2anat_xfm.txt")
+        matrix = registration.register_boldref(
+            anat_brain, boldref_brain, itk_file,
+            transform_type=self.inputs.transform_type, seed=self.inputs.seed,
+        )
+        self._results["anat2boldref_file"] = registration.save_matrix(
+            matrix, _out(runtime, "anat2boldref.txt"))
+        self._results["itk_transform_file"] = itk_file
+        return runtime
+
+
+class _ResampleBoldInputSpec(BaseInterfaceInputSpec):
+    bold_file = File(exists=True, mandatory=True, desc="raw BOLD run")
+    metadata = traits.Dict(mandatory=True, desc="BIDS sidecar (SliceTiming)")
+    repetition_time = traits.Float(mandatory=True)
+    boldref_file = File(exists=True, mandatory=True)
+    motion_matrices_file = File(exists=True, mandatory=True)
+    anat2boldref_file = File(exists=True, mandatory=True)
+    target_file = File(exists=True, mandatory=True, desc="image whose grid is the target")
+    bold_resolution = traits.Bool(False, usedefault=True,
+                                  desc="resample the target grid to the BOLD voxel size")
+    target_mask_file = File(exists=True, desc="brain mask in target space (restricts output)")
+    xfm_file = File(exists=True, desc="template->T1w displacement field (ITK/ANTs)")
+    order = traits.Int(3, usedefault=True, desc="spline order of the interpolation")
+    vsm_file = File(exists=True, desc="voxel-shift map on the BOLD reference grid (SDC)")
+    pe_direction = traits.Str(desc="BIDS PhaseEncodingDirection of the BOLD run")
+
+
+class _ResampleBoldOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="4D BOLD on the target grid (float32)")
+    boldref_file = File(exists=True, desc="BOLD reference on the target grid")
+    mask_file = File(exists=True, desc="brain mask within the BOLD field of view")
+
+
+class ResampleBold(SimpleInterface):
+    """Slice-timing correct in memory, then resample every volume once to a target grid."""
+
+    input_spec = _ResampleBoldInputSpec
+    output_spec = _ResampleBoldOutputSpec
+
+    def _run_interface(self, runtime):
+        img = nib.load(self.inputs.bold_file)
+        tr = self.inputs.repetition_time
+        data = np.asarray(img.dataobj, dtype=np.float32)
+        plan = slice_timing_plan(self.inputs.metadata, img.shape, tr,
+                                 os.path.basename(self.inputs.bold_file))
+        if plan is not None:
+            data = correct_slice_timing(data, plan[0], plan[1], tr, plan[2])
+        target = nib.load(self.inputs.target_file)
+        if self.inputs.bold_resolution:
+            shape, affine = resample.grid_at_resolution(target, img.header.get_zooms()[:3])
+        else:
+            shape, affine = target.shape[:3], target.affine
+        grid = nib.Nifti1Image(np.zeros(shape, np.uint8), affine)
+        if isdefined(self.inputs.target_mask_file):
+            mask_img = nib.load(self.inputs.target_mask_file)
+            fraction = nib.Nifti1Image(np.asarray(mask_img.dataobj, np.float32), mask_img.affine)
+            brain = _to_grid(fraction, grid, "continuous")
+            brain = np.asarray(brain.dataobj) > 0.5
+            restrict = ndimage.binary_dilation(brain, iterations=3)
+        else:
+            brain = restrict = None
+        points = resample.grid_points(shape, affine, restrict)
+        field = field_affine = None
+        if isdefined(self.inputs.xfm_file):
+            field, field_affine = resample.load_displacement_field(nib.load(self.inputs.xfm_file))
+        ref_points = resample.target_to_boldref(
+            points, np.loadtxt(self.inputs.anat2boldref_file), field, field_affine)
+        del field
+        if isdefined(self.inputs.vsm_file):
+            vsm = np.asarray(nib.load(self.inputs.vsm_file).dataobj, dtype=np.float64)
+            axis, _ = sdc.pe_axis_and_sign(self.inputs.pe_direction)
+            ref_points = sdc.distort_points(ref_points, img.affine, vsm, axis)
+        matrices = np.load(self.inputs.motion_matrices_file)
+        values = resample.resample_series(data, img.affine, ref_points, matrices,
+                                          self.inputs.order)
+        del data
+        out = resample.fill_grid(values, shape, restrict)
+        del values
+        out_img = nib.Nifti1Image(out, affine)
+        out_img.header.set_xyzt_units("mm", "sec")
+        out_img.header["pixdim"][4] = tr
+        self._results["out_file"] = _out(runtime, "bold_resampled.nii.gz")
+        nib.save(out_img, self._results["out_file"])
+        boldref = np.asarray(nib.load(self.inputs.boldref_file).dataobj, dtype=np.float32)
+        ref_values = resample.resample_series(boldref, img.affine, ref_points, None,
+                                              self.inputs.order)
+        self._results["boldref_file"] = _save(resample.fill_grid(ref_values, shape, restrict),
+                                              affine, _out(runtime, "boldref_resampled.nii.gz"))
+        inside = resample.resample_series(np.ones(boldref.shape, np.float32), img.affine,
+                                          ref_points, None, 1) > 0.999
+        coverage = resample.fill_grid(inside, shape, restrict)
+        brain = coverage if brain is None else brain & coverage
+        self._results["mask_file"] = _save(brain, affine, _out(runtime, "mask.nii.gz"), np.uint8)
+        return runtime
+
+
+class _ConfoundsInputSpec(BaseInterfaceInputSpec):
+    bold_file = File(exists=True, mandatory=True, desc="motion-corrected BOLD")
+    mask_file = File(exists=True, mandatory=True, desc="brain mask on the BOLD grid")
+    tpm_files = InputMultiObject(File(exists=True), mandatory=True, desc="[GM, WM, CSF]")
+    motion_params_file = File(exists=True, mandatory=True)
+    repetition_time = traits.Float(mandatory=True)
+    n_nonsteady = traits.Int(0, usedefault=True)
+
+
+class _ConfoundsOutputSpec(TraitedSpec):
+    confounds_file = File(exists=True)
+    confounds_metadata = traits.Dict()
+
+
+class BoldConfounds(SimpleInterface):
+    """Compute the confounds table (fMRIPrep column names) of one run."""
+
+    input_spec = _ConfoundsInputSpec
+    output_spec = _ConfoundsOutputSpec
+
+    def _run_interface(self, runtime):
+        bold = nib.load(self.inputs.bold_file)
+        grid = nib.Nifti1Image(np.zeros(bold.shape[:3], np.uint8), bold.affine)
+        mask = np.asarray(_to_grid(nib.load(self.inputs.mask_file), grid, "nearest").dataobj) > 0
+        _, wm_file, csf_file = self.inputs.tpm_files
+        wm = np.asarray(_to_grid(nib.load(wm_file), grid, "continuous").dataobj)
+        csf = np.asarray(_to_grid(nib.load(csf_file), grid, "continuous").dataobj)
+        motion = pd.read_csv(self.inputs.motion_params_file, sep="\t")[list(MOTION_COLUMNS)]
+        table, meta = confounds_mod.compute_confounds(
+            np.asarray(bold.dataobj, dtype=np.float32), mask, csf, wm, motion.to_numpy(),
+            self.inputs.repetition_time, self.inputs.n_nonsteady,
+        )
+        self._results["confounds_file"] = write_tsv(table, _out(runtime, "confounds.tsv"))
+        self._results["confounds_metadata"] = meta
+        return runtime
+
+
+class _ConnectivityInputSpec(BaseInterfaceInputSpec):
+    bold_file = File(exists=True, mandatory=True, desc="preprocessed BOLD in the atlas space")
+    atlas_name = traits.Str(mandatory=True)
+    confounds_file = File(exists=True, mandatory=True)
+    strategy = traits.Str(mandatory=True, desc="denoising strategy")
+    repetition_time = traits.Float(mandatory=True)
+    source_name = traits.Str("", usedefault=True, desc="raw BOLD name for messages")
+
+
+class _ConnectivityOutputSpec(TraitedSpec):
+    timeseries_file = File(exists=True, desc="denoised parcel time series (n/a = censored)")
+    pearson_file = File(exists=True, desc="Pearson correlation relmat TSV")
+    partial_file = File(exists=True, desc="partial correlation relmat TSV")
+    pearson_z_file = File(exists=True, desc="Fisher z of the Pearson correlation")
+    partial_z_file = File(exists=True, desc="Fisher z of the partial correlation")
+    figure_file = File(exists=True, desc="heatmap of the Pearson matrix")
+    metadata = traits.Dict(desc="denoising description for the sidecars")
+
+
+class Connectivity(SimpleInterface):
+    """Denoise parcel time series of one atlas and compute connectivity matrices."""
+
+    input_spec = _ConnectivityInputSpec
+    output_spec = _ConnectivityOutputSpec
+
+    def _run_interface(self, runtime):
+        from bids_app.resources import get_atlas
+
+        atlas = get_atlas(self.inputs.atlas_name)
+        bold = nib.load(self.inputs.bold_file)
+        raw = connectivity.parcel_timeseries(bold, atlas.load(), atlas.labels)
+        table = pd.read_csv(self.inputs.confounds_file, sep="\t", na_values=["n/a"])
+        names = list(raw.columns)
+        valid = np.all(np.isfinite(raw.to_numpy()), axis=0) & (raw.std(axis=0).to_numpy() > 0)
+        cleaned = np.full(raw.shape, np.nan)
+        kept_values, kept = denoise_timeseries(
+            raw.to_numpy()[:, valid], table, self.inputs.strategy,
+            self.inputs.repetition_time, self.inputs.source_name,
+        )
+        cleaned[np.ix_(kept, np.flatnonzero(valid))] = kept_values
+        self._results["timeseries_file"] = write_tsv(
+            pd.DataFrame(cleaned, columns=names), _out(runtime, "timeseries.tsv"))
+        series = cleaned[kept]
+        pearson = connectivity.pearson_matrix(series)
+        partial = connectivity.partial_correlation_matrix(series)
+        for label, matrix in (("pearson", pearson), ("partial", partial),
+                              ("pearson_z", connectivity.fisher_z(pearson)),
+                              ("partial_z", connectivity.fisher_z(partial))):
+            self._results[f"{label}_file"] = write_tsv(
+                connectivity.relmat_frame(matrix, names), _out(runtime, f"{label}_relmat.tsv"))
+        self._results["figure_file"] = figures.plot_connectivity(
+            pearson, names, f"{atlas.name}: Pearson r ({self.inputs.strategy})",
+            _out(runtime, "connectivity.svg"))
+        _, _, columns = select_confounds(table, self.inputs.strategy)
+        self._results["metadata"] = {
+            "DenoisingStrategy": self.inputs.strategy,
+            "ConfoundRegressors": columns,
+            "NumberOfVolumesKept": int(len(kept)),
+            "NumberOfVolumesCensored": int(len(table) - len(kept)),
+            "RegionsWithoutSignal": [n for n, ok in zip(names, valid, strict=True) if not ok],
+            "Atlas": atlas.name,
+            "AtlasCitation": atlas.citation,
+        }
+        return runtime
+
+
+class _FirstLevelInputSpec(BaseInterfaceInputSpec):
+    bold_file = File(exists=True, mandatory=True)
+    mask_file = File(exists=True, mandatory=True)
+    events_file = File(exists=True, mandatory=True)
+    confounds_file = File(exists=True, mandatory=True)
+    repetition_time = traits.Float(mandatory=True)
+    n_nonsteady = traits.Int(0, usedefault=True)
+
+
+class _FirstLevelOutputSpec(TraitedSpec):
+    zmap_files = OutputMultiObject(File(exists=True))
+    condition_labels = traits.List(traits.Str)
+
+
+class FirstLevelGLM(SimpleInterface):
+    """Fit a first-level GLM and save one z map per condition."""
+
+    input_spec = _FirstLevelInputSpec
+    output_spec = _FirstLevelOutputSpec
+
+    def _run_interface(self, runtime):
+        events = glm.read_events(self.inputs.events_file)
+        table = pd.read_csv(self.inputs.confounds_file, sep="\t", na_values=["n/a"])
+        zmaps = glm.fit_first_level(
+            nib.load(self.inputs.bold_file), nib.load(self.inputs.mask_file), events, table,
+            self.inputs.repetition_time, self.inputs.n_nonsteady,
+        )
+        files, labels = [], []
+        for label, img in zmaps.items():
+            files.append(_save(img.get_fdata(), img.affine, _out(runtime, f"z_{label}.nii.gz")))
+            labels.append(label)
+        self._results["zmap_files"] = files
+        self._results["condition_labels"] = labels
+        return runtime
+
+
+class _CarpetInputSpec(BaseInterfaceInputSpec):
+    bold_file = File(exists=True, mandatory=True)
+    mask_file = File(exists=True, mandatory=True)
+    confounds_file = File(exists=True, mandatory=True)
+    repetition_time = traits.Float(mandatory=True)
+
+
+class _FigureOutputSpec(TraitedSpec):
+    out_file = File(exists=True)
+
+
+class CarpetPlot(SimpleInterface):
+    """Plot the carpet of brain voxels with FD and standardized DVARS."""
+
+    input_spec = _CarpetInputSpec
+    output_spec = _FigureOutputSpec
+
+    def _run_interface(self, runtime):
+        table = pd.read_csv(self.inputs.confounds_file, sep="\t", na_values=["n/a"])
+        self._results["out_file"] = figures.plot_carpet_with_confounds(
+            nib.load(self.inputs.bold_file), nib.load(self.inputs.mask_file), table,
+            self.inputs.repetition_time, _out(runtime, "carpet.svg"))
+        return runtime
+
+
+class _CoregPlotInputSpec(BaseInterfaceInputSpec):
+    anat_file = File(exists=True, mandatory=True)
+    boldref_file = File(exists=True, mandatory=True, desc="BOLD reference in the anat space")
+
+
+class CoregistrationPlot(SimpleInterface):
+    """Plot the BOLD reference in anatomical space with the anatomy's edges."""
+
+    input_spec = _CoregPlotInputSpec
+    output_spec = _FigureOutputSpec
+
+    def _run_interface(self, runtime):
+        self._results["out_file"] = figures.plot_coregistration(
+            nib.load(self.inputs.anat_file), nib.load(self.inputs.boldref_file),
+            _out(runtime, "coreg.svg"))
+        return runtime
+
+
+class _FieldmapSDCInputSpec(BaseInterfaceInputSpec):
+    phasediff_file = File(exists=True, mandatory=True)
+    magnitude_file = File(exists=True, mandatory=True)
+    echo_time1 = traits.Float(mandatory=True)
+    echo_time2 = traits.Float(mandatory=True)
+    boldref_file = File(exists=True, mandatory=True)
+    bold_mask_file = File(exists=True, mandatory=True)
+    total_readout_time = traits.Float(mandatory=True)
+    pe_direction = traits.Str(mandatory=True)
+    seed = traits.Int(0, usedefault=True)
+
+
+class _FieldmapSDCOutputSpec(TraitedSpec):
+    vsm_file = File(exists=True, desc="voxel-shift map (voxels) on the BOLD reference grid")
+    fieldmap_file = File(exists=True, desc="field map (Hz) on the BOLD reference grid")
+    boldref_file = File(exists=True, desc="distortion-corrected BOLD reference")
+    mask_file = File(exists=True, desc="brain mask of the corrected reference")
+
+
+class FieldmapSDC(SimpleInterface):
+    """Map a phase-difference field map onto the BOLD reference as a voxel-shift map."""
+
+    input_spec = _FieldmapSDCInputSpec
+    output_spec = _FieldmapSDCOutputSpec
+
+    def _run_interface(self, runtime):
+        magnitude = nib.load(self.inputs.magnitude_file)
+        mag_mask = reference.compute_bold_mask(
+            nib.Nifti1Image(np.asarray(magnitude.dataobj, np.float32), magnitude.affine))
+        mag_brain = _out(runtime, "magnitude_brain.nii.gz")
+        nib.save(registration.brain_extract(magnitude, mag_mask), mag_brain)
+        phasediff = nib.load(self.inputs.phasediff_file)
+        mask = ndimage.binary_erosion(np.asarray(mag_mask.dataobj) > 0)
+        field = sdc.phasediff_to_fieldmap(np.asarray(phasediff.dataobj), self.inputs.echo_time1,
+                                          self.inputs.echo_time2, mask)
+        ref_img = nib.load(self.inputs.boldref_file)
+        ref_brain = _out(runtime, "boldref_brain.nii.gz")
+        nib.save(registration.brain_extract(ref_img, nib.load(self.inputs.bold_mask_file)),
+                 ref_brain)
+        ref2fmap = registration.register_boldref(
+            ref_brain, mag_brain, _out(runtime, "boldref2fmap.txt"), transform_type="Rigid",
+            seed=self.inputs.seed, working_resolution_mm=0.0)
+        points = resample.grid_points(ref_img.shape, ref_img.affine)
+        field_ref = resample.resample_series(
+            field.astype(np.float32), phasediff.affine, ref2fmap[:3, :3] @ points
+            + ref2fmap[:3, 3:4], order=1).reshape(ref_img.shape)
+        vsm, axis = sdc.voxel_shift_map(field_ref, self.inputs.total_readout_time,
+                                        self.inputs.pe_direction)
+        self._results["fieldmap_file"] = _save(field_ref, ref_img.affine,
+                                               _out(runtime, "fieldmap_hz.nii.gz"))
+        self._results["vsm_file"] = _save(vsm, ref_img.affine, _out(runtime, "vsm.nii.gz"))
+        distorted = sdc.distort_points(points, ref_img.affine, vsm, axis)
+        boldref = np.asarray(ref_img.dataobj, dtype=np.float32)
+        unwarped = resample.resample_series(boldref, ref_img.affine, distorted, order=3)
+        self._results["boldref_file"] = _save(unwarped.reshape(ref_img.shape), ref_img.affine,
+                                              _out(runtime, "boldref_sdc.nii.gz"))
+        mask = np.asarray(nib.load(self.inputs.bold_mask_file).dataobj, np.float32)
+        unwarped_mask = resample.resample_series(mask, ref_img.affine, distorted, order=1)
+        self._results["mask_file"] = _save(unwarped_mask.reshape(ref_img.shape) > 0.5,
+                                           ref_img.affine, _out(runtime, "mask_sdc.nii.gz"),
+                                           np.uint8)
+        return runtime

@@ -1,0 +1,399 @@
+"""The group level: collect, harmonize, graph metrics, prediction and the group report.
+
+:func:`run_group` reads the participant derivatives of ``output_dir`` and the
+phenotype of ``participants.tsv`` and writes under ``output_dir/group/``::
+
+    cohort.tsv, missing.tsv, qc.tsv          who has what, head-motion QC
+    site_effects.tsv                         site-prediction accuracy before/after ComBat
+    features/<set>.tsv                       tidy feature tables (one row per
+    features/<set>_harmonized.tsv            participant and session), raw and ComBat
+    models/combat_<set>.npz                  fitted ComBat models (ComBat.load)
+    graph/<connectome>_global.tsv            global graph metrics per participant
+    graph/<connectome>_nodal.tsv             nodal graph metrics (participant x node)
+    prediction/<set>_model-<m>_*.tsv         metrics, predictions, confusion, ROC,
+                                             top features; summary.tsv for all
+    models/<set>_model-<m>.joblib (+ .pt)    final models refitted on every row
+    figures/*.svg, group.html                the group report
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from bids_app.errors import InputDataError, NoInputError
+from workflows.group.classify import (
+    ModelEvaluation,
+    evaluate_model,
+    infer_task,
+    site_predictability,
+)
+from workflows.group.collect import KEY_COLUMNS, collect_group_data
+from workflows.group.graph import graph_metrics_table
+from workflows.group.harmonize import ComBat
+from workflows.group.models import save_torch_model
+from workflows.group.report import (
+    ClassifierSummary,
+    SiteEffect,
+    plot_evaluation,
+    plot_graph_metrics,
+    plot_pca_by_site,
+    render_group_report,
+)
+
+TORCH_MODELS = ("mlp", "brainnetcnn")
+DEFAULT_MODELS = {
+    "classification": ("logreg", "linsvm", "rf", "mlp", "brainnetcnn"),
+    "regression": ("ridge", "linsvr", "rf", "mlp", "brainnetcnn"),
+}
+
+
+def read_participants(path: Path) -> pd.DataFrame:
+    """Read participants.tsv (``n/a`` as missing); labels get the ``sub-`` prefix if absent."""
+    path = Path(path)
+    if not path.is_file():
+        raise NoInputError(f"{path}: participants.tsv not found")
+    table = pd.read_csv(path, sep="\t", na_values=["n/a"], dtype={"participant_id": str})
+    if "participant_id" not in table.columns:
+        raise InputDataError(f"{path}: no 'participant_id' column")
+    table["participant_id"] = [
+        pid if pid.startswith("sub-") else f"sub-{pid}" for pid in table["participant_id"]
+    ]
+    if table["participant_id"].duplicated().any():
+        dupes = table.loc[table["participant_id"].duplicated(), "participant_id"].tolist()
+        raise InputDataError(f"{path}: duplicated participant_id {dupes[:5]}")
+    return table
+
+
+def _write_tsv(table: pd.DataFrame, path: Path, index: bool = False) -> Path:
+    """Write a TSV atomically (``n/a`` for missing values)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    table.to_csv(tmp, sep="\t", index=index, na_rep="n/a", float_format="%.8g")
+    tmp.replace(path)
+    return path
+
+
+def _row_labels(keys: pd.DataFrame) -> pd.Index:
+    return pd.Index(
+        [p if s == "n/a" else f"{p}_{s}" for p, s in keys[KEY_COLUMNS].to_numpy()], name="label"
+    )
+
+
+def _feature_sets(data) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """Return ``{name: (keys, features)}`` with features indexed by row label."""
+    sets = {}
+    for name, table in data.tables.items():
+        sets[name] = (table[KEY_COLUMNS], table.drop(columns=KEY_COLUMNS))
+    for name, conn in data.connectomes.items():
+        edges = conn.edge_table()
+        sets[f"{name}_edges"] = (edges[KEY_COLUMNS], edges.drop(columns=KEY_COLUMNS))
+    for keys, features in sets.values():
+        features.index = _row_labels(keys)
+    return sets
+
+
+def _finite_rows(features: pd.DataFrame) -> pd.Series:
+    """Return which rows have only finite feature values."""
+    values = features.to_numpy()
+    values = values if values.dtype.kind == "f" else values.astype(np.float64)
+    return pd.Series(np.isfinite(values).all(axis=1), index=features.index)
+
+
+def _split_covariates(covars: pd.DataFrame, columns: Sequence[str]) -> tuple[tuple, tuple]:
+    numeric = tuple(c for c in columns if pd.api.types.is_numeric_dtype(covars[c]))
+    return tuple(c for c in columns if c not in numeric), numeric
+
+
+def _harmonize(name, features, covars, site_col, protected, group_dir, notes):
+    """Fit ComBat on a feature set, save the model and return the harmonized rows (or None)."""
+    usable = covars.loc[features.index, [site_col, *protected]].notna().all(axis=1)
+    usable &= _finite_rows(features)
+    if (~usable).any():
+        notes.append(
+            f"{name}: {int((~usable).sum())} row(s) not harmonized "
+            "(missing site, covariate or feature value)"
+        )
+    rows = features.loc[usable[usable].index]
+    subset = covars.loc[rows.index, [site_col, *protected]]
+    if subset[site_col].nunique() < 2:
+        notes.append(f"{name}: fewer than two sites, ComBat skipped")
+        return None
+    categorical, continuous = _split_covariates(covars, protected)
+    combat = ComBat(site_col, categorical_cols=categorical, continuous_cols=continuous)
+    harmonized = combat.fit_transform(rows, subset)
+    (group_dir / "models").mkdir(parents=True, exist_ok=True)
+    combat.save(group_dir / "models" / f"combat_{name}.npz")
+    return harmonized
+
+
+def _site_effect(name, features, harmonized, covars, site_col, protected, seed, figures):
+    """Site predictability before/after ComBat (fitted inside folds) and the PCA figure."""
+    rows = features.loc[harmonized.index]
+    varying = rows.std() > 0
+    sites = covars.loc[rows.index, site_col]
+    kwargs = {"site_col": site_col, "covariates": list(protected), "seed": seed}
+    before = site_predictability(rows.loc[:, varying], covars, harmonize=False, **kwargs)
+    after = site_predictability(rows.loc[:, varying], covars, harmonize=True, **kwargs)
+    figure = plot_pca_by_site(
+        rows.loc[:, varying],
+        harmonized.loc[:, varying],
+        sites.to_numpy(),
+        figures / f"sites_{name}.svg",
+    )
+    return SiteEffect(name, before, after, 1 / sites.nunique(), figure)
+
+
+def _graph_metrics(data, group_dir, phenotype, target, threshold, n_random, seed, notes):
+    figures = {}
+    for name, conn in data.connectomes.items():
+        labels = _row_labels(conn.subjects)
+        global_table, nodal = graph_metrics_table(
+            {label: conn.matrix(row) for row, label in enumerate(labels)},
+            node_names=conn.regions,
+            threshold=threshold,
+            n_random=n_random,
+            seed=seed,
+        )
+        keys = conn.subjects[KEY_COLUMNS].set_index(labels)
+        _write_tsv(keys.join(global_table), group_dir / "graph" / f"{name}_global.tsv")
+        _write_tsv(nodal.reset_index(), group_dir / "graph" / f"{name}_nodal.tsv")
+        groups = None
+        if target and infer_task(phenotype[target]) == "classification":
+            groups = phenotype.reindex(conn.subjects["participant_id"])[target]
+            groups.index = global_table.index
+        figures[name] = plot_graph_metrics(
+            global_table, groups, group_dir / "figures" / f"graph_{name}.svg"
+        )
+    if data.connectomes:
+        notes.append(
+            f"Graph metrics: weighted, proportional threshold {threshold}, negative weights "
+            f"set to zero, {n_random} degree-preserving random networks for small-worldness."
+        )
+    return figures
+
+
+def _save_evaluation(evaluation: ModelEvaluation, stem: str, group_dir: Path) -> str:
+    out = group_dir / "prediction"
+    metrics = evaluation.metrics.assign(permutation_p=evaluation.p_value, cv=evaluation.cv)
+    _write_tsv(metrics, out / f"{stem}_metrics.tsv")
+    _write_tsv(evaluation.predictions, out / f"{stem}_predictions.tsv", index=True)
+    _write_tsv(evaluation.top_features, out / f"{stem}_features.tsv")
+    if evaluation.confusion is not None:
+        _write_tsv(evaluation.confusion, out / f"{stem}_confusion.tsv", index=True)
+    if evaluation.roc is not None:
+        _write_tsv(evaluation.roc, out / f"{stem}_roc.tsv")
+    models = group_dir / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    joblib.dump(evaluation.final_model, models / f"{stem}.joblib")
+    if evaluation.model in TORCH_MODELS:
+        save_torch_model(evaluation.final_model.named_steps["model"], models / f"{stem}.pt")
+    return plot_evaluation(
+        evaluation.roc,
+        evaluation.confusion,
+        evaluation.predictions,
+        evaluation.top_features,
+        group_dir / "figures" / f"prediction_{stem}.svg",
+    )
+
+
+def _predict(
+    sets,
+    covars,
+    target,
+    site_col,
+    protected,
+    models,
+    seed,
+    n_permutations,
+    device,
+    group_dir,
+    notes,
+):
+    """Evaluate every model on every feature set; write the tables, models and figures."""
+    task = infer_task(covars[target])
+    summaries, rows = [], []
+    for set_name, (keys, features) in sets.items():
+        first_session = ~keys["participant_id"].duplicated().to_numpy()
+        if not first_session.all():
+            notes.append(f"{set_name}: first session of each participant used for prediction")
+        finite = _finite_rows(features).to_numpy()
+        if not finite.all():
+            notes.append(f"{set_name}: {int((~finite).sum())} row(s) with missing values dropped")
+        X = features.loc[first_session & finite]
+        X = X.loc[:, X.std() > 0]
+        for model in models or DEFAULT_MODELS[task]:
+            if model == "brainnetcnn" and not set_name.endswith("_edges"):
+                continue
+            is_torch = model in TORCH_MODELS
+            evaluation = evaluate_model(
+                X,
+                covars.loc[X.index, target],
+                covars=covars,
+                model=model,
+                task=task,
+                site_col=site_col,
+                covariates=list(protected),
+                harmonize=site_col is not None,
+                seed=seed,
+                n_permutations=0 if is_torch else n_permutations,
+                device=device,
+            )
+            if is_torch and n_permutations:
+                evaluation.notes.append("permutation test not run for torch models (cost)")
+            stem = f"{set_name}_model-{model}"
+            figure = _save_evaluation(evaluation, stem, group_dir)
+            summaries.append(
+                ClassifierSummary(
+                    set_name,
+                    model,
+                    task,
+                    evaluation.cv,
+                    evaluation.metrics,
+                    evaluation.p_value,
+                    figure,
+                    evaluation.notes,
+                )
+            )
+            for _, m in evaluation.metrics.iterrows():
+                rows.append(
+                    {
+                        "feature_set": set_name,
+                        "model": model,
+                        "cv": evaluation.cv,
+                        **m.to_dict(),
+                        "permutation_p": evaluation.p_value,
+                    }
+                )
+    _write_tsv(pd.DataFrame(rows), group_dir / "prediction" / "summary.tsv")
+    return summaries
+
+
+def run_group(
+    output_dir: Path,
+    participants_tsv: Path,
+    *,
+    harmonize_by: str | None = "site",
+    covariates: list[str],
+    target: str | None,
+    seed: int,
+    n_permutations: int,
+    device: str = "auto",
+    models: Sequence[str] | None = None,
+    graph_threshold: float = 0.15,
+    n_random_graphs: int = 10,
+) -> Path:
+    """Run the group level on the participant derivatives in ``output_dir``.
+
+    Parameters
+    ----------
+    output_dir : pathlib.Path
+        Derivatives folder of the participant level; results go to ``output_dir/group``.
+    participants_tsv : pathlib.Path
+        The dataset's participants.tsv (phenotype, site).
+    harmonize_by : str or None
+        participants.tsv column with the batch for ComBat; None (or a column absent
+        from participants.tsv) skips harmonization, with a note in the report.
+    covariates : list of str
+        participants.tsv columns whose effects ComBat protects (numeric: continuous).
+    target : str or None
+        participants.tsv column to predict (None: no prediction). Classification for
+        categorical columns, regression for numeric ones with more than 10 values.
+    seed : int
+        Seed of every random step.
+    n_permutations : int
+        Label permutations of the nested CV for the p-value (scikit-learn models).
+    device : str
+        Torch device (``"auto"``: CUDA when available).
+    models : sequence of str, optional
+        Model names (default: all baselines and torch models for the task).
+    graph_threshold : float
+        Proportion of strongest edges kept for the graph metrics.
+    n_random_graphs : int
+        Random networks for small-worldness (0 to skip).
+
+    Returns
+    -------
+    pathlib.Path
+        The group report ``output_dir/group/group.html``.
+    """
+    output_dir = Path(output_dir)
+    group_dir = output_dir / "group"
+    notes: list[str] = []
+    participants = read_participants(participants_tsv)
+    requested = [c for c in [*covariates, target] if c]
+    absent = [c for c in requested if c not in participants.columns]
+    if absent:
+        raise InputDataError(f"{participants_tsv}: no column(s) {absent}")
+    site_col = harmonize_by
+    if harmonize_by and harmonize_by not in participants.columns:
+        notes.append(f"participants.tsv has no {harmonize_by!r} column: ComBat skipped")
+        site_col = None
+
+    data = collect_group_data(output_dir, participants)
+    phenotype = participants.set_index("participant_id")
+    cohort = data.subjects.merge(participants, on="participant_id", how="left")
+    _write_tsv(cohort, group_dir / "cohort.tsv")
+    _write_tsv(data.missing, group_dir / "missing.tsv")
+    _write_tsv(data.qc, group_dir / "qc.tsv")
+
+    sets = _feature_sets(data)
+    covars = cohort.set_index(_row_labels(cohort))
+    protected = [c for c in dict.fromkeys([*covariates, *([target] if target else [])])]
+    site_effects = []
+    for name, (keys, features) in sets.items():
+        _write_tsv(
+            keys.join(features.reset_index(drop=True)), group_dir / "features" / f"{name}.tsv"
+        )
+        if site_col is None:
+            continue
+        harmonized = _harmonize(name, features, covars, site_col, protected, group_dir, notes)
+        if harmonized is not None:
+            table = keys.set_index(features.index).loc[harmonized.index].join(harmonized)
+            _write_tsv(table, group_dir / "features" / f"{name}_harmonized.tsv")
+            site_effects.append(
+                _site_effect(
+                    name,
+                    features,
+                    harmonized,
+                    covars,
+                    site_col,
+                    protected,
+                    seed,
+                    group_dir / "figures",
+                )
+            )
+    if site_effects:
+        table = pd.DataFrame([vars(effect) for effect in site_effects]).drop(columns="figure")
+        _write_tsv(table.rename(columns={"name": "feature_set"}), group_dir / "site_effects.tsv")
+    graph_figures = _graph_metrics(
+        data, group_dir, phenotype, target, graph_threshold, n_random_graphs, seed, notes
+    )
+    summaries = []
+    if target:
+        summaries = _predict(
+            sets,
+            covars,
+            target,
+            site_col,
+            [c for c in covariates if c != target],
+            models,
+            seed,
+            n_permutations,
+            device,
+            group_dir,
+            notes,
+        )
+    return render_group_report(
+        group_dir / "group.html",
+        cohort=cohort,
+        missing=data.missing,
+        site_effects=site_effects,
+        graph_figures=graph_figures,
+        classifiers=summaries,
+        notes=notes,
+    )
