@@ -21,8 +21,13 @@ def _configure_console_logging() -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s [brainscale] %(message)s", "%H:%M:%S"))
         LOGGER.addHandler(handler)
         LOGGER.setLevel(logging.INFO)
-    for name in ("nipype.workflow", "nipype.interface", "nipype.utils"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    from nipype import config as nipype_config
+    from nipype import logging as nipype_logging
+
+    # Nipype's per-node INFO lines drown what matters; failures are summarized anyway.
+    for option in ("workflow_level", "interface_level", "utils_level"):
+        nipype_config.set("logging", option, "WARNING")
+    nipype_logging.update_logging(nipype_config)
 
 
 def main(argv: list[str] | None = None) -> int:

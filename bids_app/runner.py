@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -124,6 +125,8 @@ def run_participant_level(config: Config) -> ExitCode:
         )
     outcomes = []
     for subject in subjects:
+        started = time.perf_counter()
+        LOGGER.info("sub-%s: starting (%s)", subject, ", ".join(config.workflow.modalities))
         if ex.reports_only:
             outcome = ParticipantOutcome(subject=subject, ok=True,
                                          ran=["reports only: figures of earlier runs"])
@@ -131,7 +134,8 @@ def run_participant_level(config: Config) -> ExitCode:
             outcome = run_one_participant(config, data[subject], work_dir, run_uuid)
         write_participant_report(output_dir, subject, outcome, config, run_uuid)
         outcomes.append(outcome)
-        LOGGER.info("sub-%s: %s", subject, "done" if outcome.ok else "FAILED")
+        LOGGER.info("sub-%s: %s after %.0f s", subject, "done" if outcome.ok else "FAILED",
+                    time.perf_counter() - started)
     return summarize_outcomes(outcomes)
 
 

@@ -140,6 +140,7 @@ def configure_workflow(wf, *, work_dir: Path, crash_dir: Path, stop_on_first_cra
             "remove_unnecessary_outputs": False,
             "hash_method": "timestamp",
             "poll_sleep_duration": 0.2,
+            "create_report": False,
         }
     )
     wf.config["monitoring"] = {"enabled": False}
