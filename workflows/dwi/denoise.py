@@ -1,0 +1,87 @@
+"""Thermal-noise removal (MP-PCA or Patch2Self) and Gibbs-ringing removal for DWI."""
+
+from __future__ import annotations
+
+import numpy as np
+from dipy.denoise.gibbs import gibbs_removal
+from dipy.denoise.localpca import mppca
+
+DENOISE_METHODS = ("mppca", "patch2self", "none")
+"""Accepted values of ``method`` in :func:`denoise_dwi`."""
+
+
+def denoise_dwi(
+    data: np.ndarray,
+    bvals: np.ndarray,
+    *,
+    method: str = "mppca",
+    mask: np.ndarray | None = None,
+    patch_radius: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Remove thermal noise from a 4D diffusion series.
+
+    Parameters
+    ----------
+    data : ndarray, shape (x, y, z, n)
+        Diffusion series.
+    bvals : ndarray, shape (n,)
+        b-values (used by Patch2Self).
+    method : {"mppca", "patch2self", "none"}
+        MP-PCA (Veraart et al. 2016) or Patch2Self (Fadnavis et al. 2020).
+    mask : ndarray of bool, optional
+        Voxels to denoise (MP-PCA only; a head mask saves most of the time).
+    patch_radius : int
+        MP-PCA patch radius in voxels.
+
+    Returns
+    -------
+    denoised : ndarray, shape (x, y, z, n)
+        Denoised series, float32.
+    sigma : ndarray, shape (x, y, z)
+        Estimated noise standard deviation (MP-PCA), NaN otherwise.
+    """
+    data = np.asarray(data, dtype=np.float32)
+    sigma = np.full(data.shape[:3], np.nan, dtype=np.float32)
+    if method == "mppca":
+        # MP-PCA needs more volumes than patch voxels to separate noise: shrink the patch.
+        radius = patch_radius
+        while radius > 1 and (2 * radius + 1) ** 3 <= data.shape[-1]:
+            radius -= 1
+        denoised, sigma = mppca(data, mask=mask, patch_radius=radius, return_sigma=True)
+        if mask is not None:  # voxels outside the mask keep their original values
+            denoised = np.where(np.asarray(mask, bool)[..., None], denoised, data)
+    elif method == "patch2self":
+        from dipy.denoise.patch2self import patch2self
+
+        denoised = patch2self(
+            data,
+            np.asarray(bvals),
+            model="ols",
+            shift_intensity=True,
+            clip_negative_vals=False,
+            verbose=False,
+        )
+    elif method == "none":
+        denoised = data
+    else:
+        raise ValueError(f"unknown denoising method {method!r}; use one of {DENOISE_METHODS}")
+    return np.clip(np.asarray(denoised, dtype=np.float32), 0, None), np.asarray(sigma, np.float32)
+
+
+def remove_gibbs_ringing(data: np.ndarray, *, slice_axis: int = 2) -> np.ndarray:
+    """Remove Gibbs ringing by local subvoxel shifts (Kellner et al. 2016).
+
+    Parameters
+    ----------
+    data : ndarray, shape (x, y, z) or (x, y, z, n)
+        Image or series; ringing is removed within slices normal to ``slice_axis``.
+    slice_axis : int
+        Acquisition slice axis.
+
+    Returns
+    -------
+    ndarray
+        Corrected copy, float32, clipped at zero.
+    """
+    out = gibbs_removal(np.array(data, dtype=np.float32), slice_axis=slice_axis, inplace=False)
+    return np.clip(out, 0, None).astype(np.float32)

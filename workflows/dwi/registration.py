@@ -1,0 +1,140 @@
+"""Diffusion-to-anatomy and diffusion-to-template registration (ANTs) and resampling.
+
+Transforms are ANTs files. ``ants.apply_transforms`` composes a ``transformlist``
+last-first on points of the fixed image, so resampling an image from template space
+into diffusion space through the T1w is ``[std2anat_xfm, dwi2anat]`` with
+``whichtoinvert=[False, True]``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import ants
+import nibabel as nib
+import numpy as np
+
+
+def _read(path: str | os.PathLike) -> ants.ANTsImage:
+    """Read an image with ANTs (3D; the first volume of a 4D image)."""
+    img = nib.load(str(path))
+    if img.ndim > 3:
+        raise ValueError(f"{path}: expected a 3D image")
+    return ants.image_read(str(path))
+
+
+def register_dwi_to_anat(
+    b0_file: str, t1w_file: str, out_prefix: str, t1w_mask_file: str | None = None
+) -> str:
+    """Rigidly align the diffusion reference to the T1w (mutual information).
+
+    Parameters
+    ----------
+    b0_file : str
+        Mean b=0 image (3D).
+    t1w_file : str
+        Preprocessed T1w.
+    out_prefix : str
+        Prefix of the ANTs output files.
+    t1w_mask_file : str, optional
+        T1w brain mask restricting the metric.
+
+    Returns
+    -------
+    str
+        ANTs transform file; with ``fixed=T1w`` it maps T1w points to diffusion points,
+        so ``ants.apply_transforms(fixed=b0, moving=t1w_image, [it], whichtoinvert=[True])``
+        brings T1w-space images into diffusion space.
+    """
+    fixed = _read(t1w_file)
+    if t1w_mask_file:
+        fixed = fixed * _read(t1w_mask_file)
+    reg = ants.registration(
+        fixed=fixed,
+        moving=_read(b0_file),
+        type_of_transform="Rigid",
+        aff_metric="mattes",
+        outprefix=out_prefix,
+    )
+    return reg["fwdtransforms"][0]
+
+
+def register_dwi_to_template(
+    b0_file: str, mask_file: str, template_file: str, template_mask_file: str, out_prefix: str
+) -> tuple[list[str], list[str]]:
+    """Align the skull-stripped diffusion reference directly to the template (no T1w).
+
+    Affine then SyN with mutual information, which copes with the inverted T2-like
+    contrast of b=0 images against a T1w template.
+
+    Parameters
+    ----------
+    b0_file, mask_file : str
+        Mean b=0 image and its brain mask.
+    template_file, template_mask_file : str
+        Template T1w and brain mask.
+    out_prefix : str
+        Prefix of the ANTs output files.
+
+    Returns
+    -------
+    forward : list of str
+        Transforms for ``fixed=template, moving=dwi``.
+    inverse : list of str
+        Transforms for ``fixed=dwi, moving=template`` (with ``whichtoinvert`` of ANTs'
+        ``invtransforms``: apply with ``whichtoinvert=[True, False]``).
+    """
+    moving = _read(b0_file) * _read(mask_file)
+    fixed = _read(template_file) * _read(template_mask_file)
+    reg = ants.registration(
+        fixed=fixed,
+        moving=moving,
+        type_of_transform="SyN",
+        syn_metric="mattes",
+        aff_metric="mattes",
+        reg_iterations=(40, 20, 0),
+        outprefix=out_prefix,
+    )
+    return list(reg["fwdtransforms"]), list(reg["invtransforms"])
+
+
+def resample_to_dwi(
+    moving_file: str,
+    b0_file: str,
+    transforms: list[str],
+    whichtoinvert: list[bool],
+    *,
+    labels: bool,
+) -> nib.Nifti1Image:
+    """Resample an image into diffusion space through ANTs transforms.
+
+    Parameters
+    ----------
+    moving_file : str
+        Image to bring in (atlas, tissue probability, mask).
+    b0_file : str
+        Diffusion reference (defines the grid).
+    transforms : list of str
+        ANTs transforms, composed last-first on diffusion-space points.
+    whichtoinvert : list of bool
+        Which transforms to invert.
+    labels : bool
+        Nearest-label interpolation (``genericLabel``) instead of linear.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        The resampled image on the diffusion grid (int32 labels or float32).
+    """
+    fixed = ants.image_read(b0_file)
+    out = ants.apply_transforms(
+        fixed=fixed,
+        moving=ants.image_read(moving_file),
+        transformlist=list(transforms),
+        whichtoinvert=list(whichtoinvert),
+        interpolator="genericLabel" if labels else "linear",
+    )
+    ref = nib.load(b0_file)
+    data = out.numpy()
+    data = np.rint(data).astype(np.int32) if labels else data.astype(np.float32)
+    return nib.Nifti1Image(data, ref.affine)

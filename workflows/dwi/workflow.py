@@ -1,0 +1,317 @@
+"""The diffusion workflow: preprocessing, tensor maps, tractography and connectomes.
+
+Methods
+-------
+Each DWI series had its gradient table checked (counts against the image, unit b-vectors,
+shells), was denoised with MP-PCA [Veraart2016]_ (dipy [Garyfallidis2014]_) and had Gibbs
+ringing removed by local sub-voxel shifts [Kellner2016]_. When a series with the reversed
+phase-encoding polarity was present, the susceptibility displacement along the phase-
+encoding axis was estimated from the two mean b=0 images by a symmetric demons registration
+restricted to that axis, and every series was unwarped with Jacobian modulation; otherwise
+distortion correction was skipped and the sidecar says so. The series were concatenated;
+head motion and eddy currents were corrected by registering each volume (ANTs
+[Avants2008]_): b=0 volumes rigidly to the first b=0, diffusion-weighted volumes affinely to
+the mean of their shell (optionally, in a second pass, to their prediction by a tensor
+fitted to the first pass), and b-vectors were rotated by each volume's rotation
+[Leemans2009]_. A brain mask was computed on the mean b=0 (median Otsu) and the receive bias
+field estimated with N4 [Tustison2010]_. Tensors were fitted by weighted least squares (FA,
+MD, AD, RD, color FA). Fibre orientation distributions were estimated with constrained
+spherical deconvolution [Tournier2007]_ when a shell had at least 15 directions (constant
+solid angle otherwise), and deterministic and probabilistic streamlines were tracked (dipy
+LocalTracking) from the white matter, stopping on the T1w tissue maps (continuous map
+criterion [Girard2014]_) or, without a T1w, on FA. Atlases reached diffusion space through
+the anatomical transforms and a rigid diffusion-to-T1w registration, or, without a T1w,
+through an affine + SyN registration of the mean b=0 to the template. Connectomes count the
+probabilistic streamlines whose end points (within 2 mm) fall in two regions, normalize the
+count by the mean region volume, and average streamline length and FA along streamlines.
+
+References
+----------
+.. [Veraart2016] Veraart et al. NeuroImage 142:394-406, 2016 (MP-PCA).
+.. [Garyfallidis2014] Garyfallidis et al. Front Neuroinform 8:8, 2014 (dipy).
+.. [Kellner2016] Kellner et al. Magn Reson Med 76:1574-1581, 2016 (Gibbs ringing).
+.. [Avants2008] Avants et al. Med Image Anal 12:26-41, 2008 (ANTs SyN).
+.. [Leemans2009] Leemans & Jones. Magn Reson Med 61:1336-1349, 2009 (b-matrix rotation).
+.. [Tustison2010] Tustison et al. IEEE TMI 29:1310-1320, 2010 (N4).
+.. [Tournier2007] Tournier et al. NeuroImage 35:1459-1472, 2007 (CSD).
+.. [Girard2014] Girard et al. NeuroImage 98:266-278, 2014 (CMC / particle filtering).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nipype.interfaces.utility import IdentityInterface
+from nipype.pipeline import engine as pe
+
+from bids_app.derivatives import DerivativesDataSink, parse_entities
+from workflows.dwi.interfaces import (
+    CorrectDistortionAndCombine,
+    CorrectMotion,
+    DenoiseDWI,
+    DWIReference,
+    FitTensorMaps,
+    RegisterDWI,
+    TemplateAtlasResources,
+)
+from workflows.dwi.tractography_interfaces import BuildConnectomes, DWIReportFigures, Tractography
+
+INPUT_FIELDS = ["t1w_preproc", "t1w_mask", "t1w_dseg", "t1w_tpms", "anat2std_xfm", "std2anat_xfm"]
+OUTPUT_FIELDS = [
+    "dwi_preproc", "bval", "bvec", "dwi_mask", "dwi_ref", "fa", "tensor_maps",
+    "tractograms", "relmats", "motion_file", "figures",
+]
+
+
+def combined_source_file(dwi_files: list[str]) -> str:
+    """Name the source of outputs combining several series (entities they differ in dropped).
+
+    Parameters
+    ----------
+    dwi_files : list of str
+        Raw DWI series of one session.
+
+    Returns
+    -------
+    str
+        The first file's path when there is one series; otherwise a path in the same
+        folder whose name keeps only the entities shared by all series.
+    """
+    if len(dwi_files) == 1:
+        return str(dwi_files[0])
+    entity_sets = [parse_entities(f) for f in dwi_files]
+    first = entity_sets[0]
+    shared = [
+        k for k in first
+        if k not in ("suffix", "extension") and all(e.get(k) == first[k] for e in entity_sets[1:])
+    ]
+    name = "_".join(f"{k}-{first[k]}" for k in shared) + "_dwi.nii.gz"
+    return str(Path(dwi_files[0]).with_name(name))
+
+
+def _pick_probabilistic(trx_files):
+    """Select the probabilistic tractogram (second of deterministic, probabilistic)."""
+    return trx_files[-1]
+
+
+def _first(items):
+    """First item of a list."""
+    return items[0]
+
+
+def init_dwi_wf(
+    *,
+    dwi_files: list[str],
+    bval_files: list[str],
+    bvec_files: list[str],
+    metadata: list[dict],
+    has_anat: bool,
+    output_dir: str,
+    atlases: list[str],
+    omp_nthreads: int = 1,
+    seed: int = 0,
+    denoise_method: str = "mppca",
+    hmc_target: str = "mean",
+    seed_density: int = 1,
+    step_size: float = 1.0,
+    template_resolution: int = 2,
+    name: str = "dwi_wf",
+) -> pe.Workflow:
+    """Build the workflow from raw DWI series of one session to connectomes.
+
+    Parameters
+    ----------
+    dwi_files, bval_files, bvec_files : list of str
+        Raw series of one session and their gradient files (same order).
+    metadata : list of dict
+        BIDS sidecar of each series (``PhaseEncodingDirection``, ``TotalReadoutTime``).
+    has_anat : bool
+        Whether the anatomical inputs (``inputnode``) will be connected.
+    output_dir : str
+        Derivatives folder.
+    atlases : list of str
+        Atlas names for connectomes.
+    omp_nthreads : int
+        Threads per node (ANTs and dipy).
+    seed : int
+        Random seed (registrations, probabilistic tracking).
+    denoise_method : {"mppca", "patch2self", "none"}
+        Thermal-noise removal.
+    hmc_target : {"mean", "prediction"}
+        Target of diffusion-weighted volumes in motion correction.
+    seed_density : int
+        Tracking seeds per voxel along each axis.
+    step_size : float
+        Tracking step (mm).
+    template_resolution : int
+        Template resolution (mm) for direct registration without a T1w.
+    name : str
+        Workflow name.
+
+    Returns
+    -------
+    nipype.pipeline.engine.Workflow
+        The workflow; inputs ``inputnode.{t1w_preproc, t1w_mask, t1w_dseg, t1w_tpms,
+        anat2std_xfm, std2anat_xfm}`` (when ``has_anat``), outputs on ``outputnode``.
+    """
+    n_series = len(dwi_files)
+    if not n_series or {len(bval_files), len(bvec_files), len(metadata)} != {n_series}:
+        raise ValueError("dwi_files, bval_files, bvec_files and metadata must have equal length")
+    source_file = combined_source_file(dwi_files)
+    workflow = pe.Workflow(name=name)
+    workflow.__desc__ = __doc__
+    inputnode = pe.Node(IdentityInterface(fields=INPUT_FIELDS), name="inputnode")
+    outputnode = pe.Node(IdentityInterface(fields=OUTPUT_FIELDS), name="outputnode")
+    threads = {"num_threads": omp_nthreads}
+    workflow.add_nodes([inputnode])  # a public face even when no anatomy is connected
+
+    denoise = pe.MapNode(DenoiseDWI(method=denoise_method), name="denoise",
+                         iterfield=["in_file", "bval_file", "bvec_file"])
+    denoise.inputs.in_file = list(dwi_files)
+    denoise.inputs.bval_file = list(bval_files)
+    denoise.inputs.bvec_file = list(bvec_files)
+    sdc = pe.Node(CorrectDistortionAndCombine(metadata=list(metadata)), name="sdc")
+    hmc = pe.Node(CorrectMotion(target=hmc_target, seed=seed, n_jobs=omp_nthreads), name="hmc",
+                  n_procs=omp_nthreads)
+    dwi_reference = pe.Node(DWIReference(), name="dwi_reference", n_procs=omp_nthreads)
+    tensor = pe.Node(FitTensorMaps(), name="tensor")
+    resources = pe.Node(TemplateAtlasResources(atlas_names=list(atlases),
+                                               template_resolution=template_resolution),
+                        name="resources")
+    register = pe.Node(RegisterDWI(atlas_names=list(atlases)), name="register", **threads)
+    tractography = pe.Node(Tractography(seed=seed, seed_density=seed_density,
+                                        step_size=step_size), name="tractography")
+    report_figures = pe.Node(DWIReportFigures(), name="report_figures")
+    if not has_anat:
+        report_figures.inputs.note = (
+            "No T1w: the diffusion data were registered directly to the template and "
+            "tracking stopped on FA.")
+
+    # fmt: off
+    workflow.connect([
+        (denoise, sdc, [("out_file", "in_files"), ("out_bval", "bval_files"),
+                        ("out_bvec", "bvec_files")]),
+        (sdc, hmc, [("out_file", "in_file"), ("out_bval", "bval_file"), ("out_bvec", "bvec_file")]),
+        (hmc, dwi_reference, [("out_file", "in_file"), ("out_bval", "bval_file"),
+                              ("out_bvec", "bvec_file")]),
+        (dwi_reference, tensor, [("out_file", "in_file"), ("mask_file", "mask_file")]),
+        (hmc, tensor, [("out_bval", "bval_file"), ("out_bvec", "bvec_file")]),
+        (dwi_reference, register, [("b0_file", "b0_file"), ("mask_file", "mask_file")]),
+        (resources, register, [("atlas_files", "atlas_files")]),
+        (dwi_reference, tractography, [("out_file", "in_file"), ("mask_file", "mask_file")]),
+        (hmc, tractography, [("out_bval", "bval_file"), ("out_bvec", "bvec_file")]),
+        (tensor, tractography, [("fa_file", "fa_file")]),
+        (tensor, report_figures, [("fa_file", "fa_file"), ("colorfa_file", "colorfa_file")]),
+        (dwi_reference, report_figures, [("mask_file", "mask_file")]),
+        (hmc, report_figures, [("motion_file", "motion_file")]),
+        (tractography, report_figures, [(("trx_files", _pick_probabilistic), "trx_file")]),
+        (dwi_reference, outputnode, [("out_file", "dwi_preproc"), ("mask_file", "dwi_mask"),
+                                     ("b0_file", "dwi_ref")]),
+        (hmc, outputnode, [("out_bval", "bval"), ("out_bvec", "bvec"),
+                           ("motion_file", "motion_file")]),
+        (tensor, outputnode, [("fa_file", "fa"), ("map_files", "tensor_maps")]),
+        (tractography, outputnode, [("trx_files", "tractograms")]),
+        (report_figures, outputnode, [("figure_files", "figures")]),
+    ])
+    if has_anat:
+        ds_dwi2anat_xfm = pe.Node(
+            DerivativesDataSink(base_directory=str(output_dir), source_file=source_file,
+                                datatype="dwi", suffix="xfm", extension=".mat", from_="dwi",
+                                to="T1w", mode="image",
+                                meta_dict={"Description": "ANTs rigid transform; with fixed=T1w "
+                                           "it maps T1w points to diffusion points"}),
+            name="ds_dwi2anat_xfm")
+        workflow.connect([
+            (inputnode, register, [("t1w_preproc", "t1w_preproc"), ("t1w_mask", "t1w_mask"),
+                                   ("t1w_tpms", "t1w_tpms"), ("std2anat_xfm", "std2anat_xfm")]),
+            (register, tractography, [("tpms_dwi", "tpms_dwi")]),
+            (register, ds_dwi2anat_xfm, [("dwi2anat_xfm", "in_file")]),
+        ])
+    else:
+        workflow.connect([
+            (resources, register, [("template_file", "template_file"),
+                                   ("template_mask", "template_mask")]),
+        ])
+    # fmt: on
+    if atlases:
+        connectomes = pe.Node(BuildConnectomes(atlas_names=list(atlases)), name="connectomes")
+        ds_relmat = pe.MapNode(
+            DerivativesDataSink(base_directory=str(output_dir), source_file=source_file,
+                                datatype="dwi", suffix="relmat", extension=".tsv"),
+            iterfield=["in_file", "atlas", "meas", "meta_dict"], name="ds_relmat")
+        # fmt: off
+        workflow.connect([
+            (tractography, connectomes, [(("trx_files", _pick_probabilistic), "trx_file")]),
+            (tensor, connectomes, [("fa_file", "fa_file")]),
+            (register, connectomes, [("atlas_dwi", "atlas_dwi")]),
+            (resources, connectomes, [("region_tables", "region_tables")]),
+            (connectomes, ds_relmat, [("relmat_files", "in_file"), ("relmat_atlases", "atlas"),
+                                      ("relmat_meas", "meas"), ("relmat_meta", "meta_dict")]),
+            (connectomes, report_figures, [(("relmat_files", _first), "relmat_file")]),
+            (connectomes, outputnode, [("relmat_files", "relmats")]),
+        ])
+        # fmt: on
+    _connect_writers(workflow, output_dir=str(output_dir), source_file=source_file,
+                     nodes={"sdc": sdc, "hmc": hmc, "dwi_reference": dwi_reference,
+                            "tensor": tensor, "tractography": tractography,
+                            "register": register, "report_figures": report_figures})
+    return workflow
+
+
+def _preproc_sidecar(sdc_meta):
+    """Sidecar of the preprocessed series: fixed facts plus the distortion-correction note."""
+    meta = {"SkullStripped": False, "Denoising": "MP-PCA (dipy)",
+            "GibbsRingingRemoval": True, "MotionCorrection": "ANTs, per volume, b-vectors rotated",
+            "B1BiasCorrection": "N4 on the mean b=0"}
+    meta.update(sdc_meta)
+    return meta
+
+
+def _connect_writers(workflow: pe.Workflow, *, output_dir: str, source_file: str,
+                     nodes: dict[str, pe.Node]) -> None:
+    """Add the ``ds_*`` derivative writers of the diffusion workflow."""
+    common = {"base_directory": output_dir, "source_file": source_file}
+    ds_dwi = pe.Node(DerivativesDataSink(**common, datatype="dwi", suffix="dwi", desc="preproc"),
+                     name="ds_dwi")
+    ds_bval = pe.Node(DerivativesDataSink(**common, datatype="dwi", suffix="dwi", desc="preproc",
+                                          extension=".bval"), name="ds_bval")
+    ds_bvec = pe.Node(DerivativesDataSink(**common, datatype="dwi", suffix="dwi", desc="preproc",
+                                          extension=".bvec"), name="ds_bvec")
+    ds_dwiref = pe.Node(DerivativesDataSink(**common, datatype="dwi", suffix="dwiref"),
+                        name="ds_dwiref")
+    ds_mask = pe.Node(DerivativesDataSink(**common, datatype="dwi", suffix="mask", desc="brain",
+                                          meta_dict={"Type": "Brain"}), name="ds_mask")
+    ds_confounds = pe.Node(DerivativesDataSink(
+        **common, datatype="dwi", suffix="timeseries", desc="confounds", extension=".tsv",
+        meta_dict={"trans_x": {"Units": "mm"}, "rot_x": {"Units": "rad"},
+                   "framewise_displacement": {"Units": "mm", "Description": "Power et al. 2012"}}),
+        name="ds_confounds")
+    ds_tensor = pe.MapNode(DerivativesDataSink(**common, datatype="dwi", suffix="dwimap",
+                                               model="tensor"),
+                           iterfield=["in_file", "param", "meta_dict"], name="ds_tensor")
+    ds_tractography = pe.MapNode(DerivativesDataSink(**common, datatype="dwi",
+                                                     suffix="tractography", extension=".trx"),
+                                 iterfield=["in_file", "desc", "meta_dict"], name="ds_tractography")
+    ds_figures = pe.MapNode(DerivativesDataSink(**common, datatype="figures", suffix="dwi",
+                                                extension=".png"),
+                            iterfield=["in_file", "desc", "meta_dict"], name="ds_figures")
+    # fmt: off
+    workflow.connect([
+        (nodes["dwi_reference"], ds_dwi, [("out_file", "in_file")]),
+        (nodes["sdc"], ds_dwi, [(("sdc_meta", _preproc_sidecar), "meta_dict")]),
+        (nodes["hmc"], ds_bval, [("out_bval", "in_file")]),
+        (nodes["hmc"], ds_bvec, [("out_bvec", "in_file")]),
+        (nodes["hmc"], ds_confounds, [("motion_file", "in_file")]),
+        (nodes["dwi_reference"], ds_dwiref, [("b0_file", "in_file")]),
+        (nodes["register"], ds_dwiref, [("registration_meta", "meta_dict")]),
+        (nodes["dwi_reference"], ds_mask, [("mask_file", "in_file")]),
+        (nodes["tensor"], ds_tensor, [("map_files", "in_file"), ("map_params", "param"),
+                                      ("map_meta", "meta_dict")]),
+        (nodes["tractography"], ds_tractography, [("trx_files", "in_file"),
+                                                  ("trx_descs", "desc"),
+                                                  ("trx_meta", "meta_dict")]),
+        (nodes["report_figures"], ds_figures, [("figure_files", "in_file"),
+                                               ("figure_descs", "desc"),
+                                               ("figure_meta", "meta_dict")]),
+    ])
+    # fmt: on
