@@ -1,40 +1,7 @@
 """The diffusion workflow: preprocessing, tensor maps, tractography and connectomes.
 
-Methods
--------
-Each DWI series had its gradient table checked (counts against the image, unit b-vectors,
-shells), was denoised with MP-PCA [Veraart2016]_ (dipy [Garyfallidis2014]_) and had Gibbs
-ringing removed by local sub-voxel shifts [Kellner2016]_. When a series with the reversed
-phase-encoding polarity was present, the susceptibility displacement along the phase-
-encoding axis was estimated from the two mean b=0 images by a symmetric demons registration
-restricted to that axis, and every series was unwarped with Jacobian modulation; otherwise
-distortion correction was skipped and the sidecar says so. The series were concatenated;
-head motion and eddy currents were corrected by registering each volume (ANTs
-[Avants2008]_): b=0 volumes rigidly to the first b=0, diffusion-weighted volumes affinely to
-the mean of their shell (optionally, in a second pass, to their prediction by a tensor
-fitted to the first pass), and b-vectors were rotated by each volume's rotation
-[Leemans2009]_. A brain mask was computed on the mean b=0 (median Otsu) and the receive bias
-field estimated with N4 [Tustison2010]_. Tensors were fitted by weighted least squares (FA,
-MD, AD, RD, color FA). Fibre orientation distributions were estimated with constrained
-spherical deconvolution [Tournier2007]_ when a shell had at least 15 directions (constant
-solid angle otherwise), and deterministic and probabilistic streamlines were tracked (dipy
-LocalTracking) from the white matter, stopping on the T1w tissue maps (continuous map
-criterion [Girard2014]_) or, without a T1w, on FA. Atlases reached diffusion space through
-the anatomical transforms and a rigid diffusion-to-T1w registration, or, without a T1w,
-through an affine + SyN registration of the mean b=0 to the template. Connectomes count the
-probabilistic streamlines whose end points (within 2 mm) fall in two regions, normalize the
-count by the mean region volume, and average streamline length and FA along streamlines.
-
-References
-----------
-.. [Veraart2016] Veraart et al. NeuroImage 142:394-406, 2016 (MP-PCA).
-.. [Garyfallidis2014] Garyfallidis et al. Front Neuroinform 8:8, 2014 (dipy).
-.. [Kellner2016] Kellner et al. Magn Reson Med 76:1574-1581, 2016 (Gibbs ringing).
-.. [Avants2008] Avants et al. Med Image Anal 12:26-41, 2008 (ANTs SyN).
-.. [Leemans2009] Leemans & Jones. Magn Reson Med 61:1336-1349, 2009 (b-matrix rotation).
-.. [Tustison2010] Tustison et al. IEEE TMI 29:1310-1320, 2010 (N4).
-.. [Tournier2007] Tournier et al. NeuroImage 35:1459-1472, 2007 (CSD).
-.. [Girard2014] Girard et al. NeuroImage 98:266-278, 2014 (CMC / particle filtering).
+The methods boilerplate of this workflow, with citations, is in
+:mod:`workflows.dwi.methods`.
 """
 
 from __future__ import annotations

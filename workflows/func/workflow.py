@@ -1,26 +1,7 @@
 """The functional workflow: one BOLD run from raw data to confounds and connectivity.
 
-Methods (for the boilerplate). Non-steady-state volumes were detected as leading
-outliers of the global signal. A BOLD reference was computed as the median of the first
-ten steady-state volumes and skull-stripped with nilearn's EPI mask. Head motion was
-estimated by rigid Gauss-Newton registration of every volume to the reference (six
-parameters, fMRIPrep's convention). When ``SliceTiming`` was available, each slice was
-shifted to the middle of the acquisition window by cubic-spline interpolation (slices
-acquired together, as in multiband, share one shift); otherwise slice timing was not
-corrected. When a phase-difference field map was available, it was unwrapped,
-converted to Hz, registered rigidly to the reference and turned into a voxel-shift map
-along the phase-encoding axis (susceptibility distortion correction); otherwise no
-distortion correction was applied. The reference (distortion-corrected when possible) was
-registered to the participant's T1w with a rigid mutual-information registration
-(ANTs; Avants et al. 2008), or, without a T1w, directly to the MNI152NLin2009aSym
-template with an affine registration. Head motion, coregistration and the T1w-to-template
-deformation were composed and every volume was resampled once (cubic B-spline, float32)
-to the T1w (at the BOLD voxel size) and to the template (2 mm). Confounds follow fMRIPrep:
-framewise displacement (Power et al. 2012), DVARS (Nichols 2017), global/CSF/WM signals,
-aCompCor/tCompCor (Behzadi et al. 2007), cosine drifts and outlier flags. Parcel time
-series were denoised with nilearn's ``signal.clean`` and Pearson and Ledoit-Wolf partial
-correlation matrices were computed (Fisher z under ``desc-fisherz``). Task runs were
-modelled with nilearn's ``FirstLevelModel`` (Glover HRF, AR(1), 5 mm smoothing).
+The methods boilerplate of this workflow, with citations, is in
+:mod:`workflows.func.methods`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,61 @@
+"""Methods boilerplate of the diffusion workflow (see :mod:`bids_app.reports.methods`)."""
+
+from __future__ import annotations
+
+REFERENCES = {
+    "veraart2016": "Veraart J et al. Denoising of diffusion MRI using random matrix theory. "
+    "NeuroImage 142:394-406, 2016.",
+    "dipy": "Garyfallidis E et al. Dipy, a library for the analysis of diffusion MRI data. "
+    "Front Neuroinform 8:8, 2014.",
+    "kellner2016": "Kellner E et al. Gibbs-ringing artifact removal based on local subvoxel-"
+    "shifts. Magn Reson Med 76(5):1574-1581, 2016.",
+    "ants": "Avants BB, Epstein CL, Grossman M, Gee JC. Symmetric diffeomorphic image "
+    "registration with cross-correlation. Med Image Anal 12(1):26-41, 2008.",
+    "leemans2009": "Leemans A, Jones DK. The B-matrix must be rotated when correcting for "
+    "subject motion in DTI data. Magn Reson Med 61(6):1336-1349, 2009.",
+    "tustison2010": "Tustison NJ et al. N4ITK: improved N3 bias correction. IEEE Trans Med "
+    "Imaging 29(6):1310-1320, 2010.",
+    "tournier2007": "Tournier JD, Calamante F, Connelly A. Robust determination of the fibre "
+    "orientation distribution in diffusion MRI. NeuroImage 35(4):1459-1472, 2007.",
+    "girard2014": "Girard G et al. Towards quantitative connectivity analysis: reducing "
+    "tractography biases. NeuroImage 98:266-278, 2014.",
+    "trx": "Rheault F et al. TRX: a community-oriented tractography file format. "
+    "Organization for Human Brain Mapping, 2022.",
+}
+
+
+def describe(**_settings) -> str:
+    """Return the methods paragraph of the diffusion workflow.
+
+    Parameters
+    ----------
+    **_settings
+        Run settings (unused: the diffusion methods have no user options yet).
+
+    Returns
+    -------
+    str
+        Markdown with ``[@key]`` citations from :data:`REFERENCES`.
+    """
+    return (
+        "*Diffusion data.* Each DWI series had its gradient table checked (counts against "
+        "the image, unit b-vectors, shells), was denoised with MP-PCA [@veraart2016] in "
+        "dipy [@dipy] and had Gibbs ringing removed [@kellner2016]. When a series with the "
+        "reversed phase-encoding polarity was present, the susceptibility displacement "
+        "along the phase-encoding axis was estimated from the two mean b=0 images by a "
+        "symmetric registration restricted to that axis and every series was unwarped with "
+        "Jacobian modulation; otherwise distortion correction was skipped (stated in the "
+        "sidecars). The series of a session were concatenated; head motion and eddy "
+        "currents were corrected by registering each volume with ANTs [@ants] (b=0 volumes "
+        "rigidly, diffusion-weighted volumes affinely to a robust or model-predicted "
+        "target), and b-vectors were rotated by each volume's rotation [@leemans2009]. A "
+        "brain mask was computed on the mean b=0 and the receive bias estimated with N4 "
+        "[@tustison2010]. Tensors were fitted by weighted least squares (FA, MD, AD, RD, "
+        "color FA); fibre orientation distributions were estimated by constrained spherical "
+        "deconvolution [@tournier2007] when a shell had enough directions. Deterministic and "
+        "probabilistic streamlines were tracked from the white matter, stopping on the T1w "
+        "tissue maps [@girard2014] or, without a T1w, on FA, and saved as TRX [@trx]. "
+        "Atlases reached diffusion space through the anatomical transforms (or a direct "
+        "registration to the template without a T1w); connectomes hold streamline counts, "
+        "counts normalized by region volume, mean streamline length and mean FA."
+    )
