@@ -1,0 +1,57 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from workflows.anat.morphometry import global_measures, regional_measures
+from workflows.anat.segmentation import classify_tissues, discrete_segmentation
+
+
+def _spheres(shape=(40, 40, 40), scale=1.0, voxel=1.0):
+    """Nested spheres: WM r<8, GM 8<=r<11, CSF 11<=r<13 (radii in mm times scale)."""
+    grid = np.indices(shape).astype(float) * voxel
+    r = np.sqrt(((grid - (np.array(shape)[:, None, None, None] * voxel) / 2) ** 2).sum(0))
+    labels = np.zeros(shape, np.uint8)
+    labels[r < 13 * scale] = 1
+    labels[r < 11 * scale] = 2
+    labels[r < 8 * scale] = 3
+    return labels
+
+
+def test_gaussian_mixture_recovers_known_labels():
+    truth = _spheres()
+    rng = np.random.default_rng(1)
+    means = np.array([0.0, 30.0, 60.0, 100.0])
+    image = means[truth] + rng.normal(0, 6, truth.shape)
+    mask = truth > 0
+    priors = np.full((3,) + truth.shape, 1 / 3, np.float32)  # flat priors: intensities decide
+    post = classify_tissues(image, priors, mask)
+    labels = discrete_segmentation(post, mask)
+    assert np.allclose(post[:, mask].sum(0), 1, atol=1e-5)
+    assert (labels[mask] == truth[mask]).mean() > 0.97
+
+
+def test_tiv_scales_with_the_cube_of_a_linear_head_scaling():
+    voxel = 0.5
+    vols = []
+    for scale in (1.0, 1.1):
+        labels = _spheres((80, 80, 80), scale, voxel)
+        tpms = np.stack([(labels == k).astype(np.float32) for k in (1, 2, 3)])
+        vols.append(global_measures(tpms, labels > 0, np.zeros(labels.shape), voxel**3))
+    ratio = vols[1]["tiv_mm3"] / vols[0]["tiv_mm3"]
+    assert ratio == pytest.approx(1.1**3, rel=0.02)  # +33 %
+    assert vols[0]["tiv_mm3"] == pytest.approx(4 / 3 * np.pi * 13**3, rel=0.02)
+
+
+def test_regional_volume_thickness_and_area_of_a_shell():
+    voxel = 0.5
+    labels = _spheres((80, 80, 80), 1.0, voxel)
+    gm = (labels == 2).astype(np.float32)
+    thickness = gm * 3.0  # the true thickness of the 8-11 mm shell
+    atlas = np.where(labels == 2, 7, 0)
+    table = regional_measures(atlas, pd.DataFrame({"index": [7], "name": ["shell"]}), gm,
+                              thickness, voxel**3)
+    volume = 4 / 3 * np.pi * (11**3 - 8**3)
+    assert table.loc[0, "gm_volume_mm3"] == pytest.approx(volume, rel=0.03)
+    assert table.loc[0, "thickness_mean_mm"] == pytest.approx(3.0)
+    mid_area = 4 * np.pi * 9.5**2
+    assert table.loc[0, "surface_area_mm2"] == pytest.approx(mid_area, rel=0.04)

@@ -1,0 +1,110 @@
+"""Global and regional morphometry from tissue probabilities, thickness and an atlas.
+
+* Volumes are sums of tissue probabilities times the voxel volume (partial volumes
+  count fractionally); total intracranial volume (TIV) is CSF + GM + WM inside the
+  brain mask.
+* Regional mean thickness averages the DiReCT map over the region's GM voxels with a
+  non-zero thickness.
+* Surface area per region is estimated volumetrically as ``A = V_GM / T_mean``: the
+  cortex is a sheet whose volume is its mid-surface area times its thickness (for a
+  spherical shell of radii r1 < r2 this gives ``4/3 pi (r1^2 + r1 r2 + r2^2)``, within
+  ``(r2 - r1)^2 / (12 r_mid^2)`` of the mid-surface area ``4 pi r_mid^2``). It is an
+  estimate, not a mesh measurement, and is only defined where thickness is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bids_app.errors import InputDataError
+
+GLOBAL_UNITS = {
+    "tiv_mm3": "mm^3",
+    "gm_volume_mm3": "mm^3",
+    "wm_volume_mm3": "mm^3",
+    "csf_volume_mm3": "mm^3",
+    "thickness_mean_mm": "mm",
+}
+REGIONAL_UNITS = {
+    "gm_volume_mm3": "mm^3",
+    "thickness_mean_mm": "mm",
+    "surface_area_mm2": "mm^2",
+}
+
+
+def global_measures(tpms: np.ndarray, mask: np.ndarray, thickness: np.ndarray,
+                    voxel_mm3: float) -> dict[str, float]:
+    """Return TIV, tissue volumes and mean cortical thickness.
+
+    Parameters
+    ----------
+    tpms : numpy.ndarray
+        ``(3, ...)`` CSF, GM, WM probabilities.
+    mask : numpy.ndarray
+        Boolean brain mask.
+    thickness : numpy.ndarray
+        Thickness map (mm), 0 outside GM.
+    voxel_mm3 : float
+        Voxel volume.
+
+    Returns
+    -------
+    dict
+        Keys of :data:`GLOBAL_UNITS`.
+    """
+    csf, gm, wm = (float(np.sum(p[mask], dtype=np.float64)) * voxel_mm3 for p in tpms)
+    cortex = thickness > 0
+    return {
+        "tiv_mm3": csf + gm + wm,
+        "gm_volume_mm3": gm,
+        "wm_volume_mm3": wm,
+        "csf_volume_mm3": csf,
+        "thickness_mean_mm": float(thickness[cortex].mean()) if cortex.any() else float("nan"),
+    }
+
+
+def regional_measures(atlas: np.ndarray, labels: pd.DataFrame, gm_prob: np.ndarray,
+                      thickness: np.ndarray, voxel_mm3: float) -> pd.DataFrame:
+    """Return one row per atlas region with GM volume, mean thickness and surface area.
+
+    Parameters
+    ----------
+    atlas : numpy.ndarray
+        Integer labels on the same grid as ``gm_prob``.
+    labels : pandas.DataFrame
+        Columns ``index`` and ``name``.
+    gm_prob : numpy.ndarray
+        GM probability.
+    thickness : numpy.ndarray
+        Thickness map (mm), 0 outside GM.
+    voxel_mm3 : float
+        Voxel volume.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``index``, ``name`` and the keys of :data:`REGIONAL_UNITS`; regions absent
+        from the image get 0 volume and NaN thickness/area.
+    """
+    if atlas.shape != gm_prob.shape or thickness.shape != gm_prob.shape:
+        raise InputDataError(f"atlas {atlas.shape}, GM {gm_prob.shape} and thickness "
+                             f"{thickness.shape} grids differ")
+    index = labels["index"].to_numpy(dtype=np.int64)
+    n = int(max(atlas.max(), index.max())) + 1
+    flat = atlas.ravel().astype(np.int64)
+    flat = np.where(flat >= 0, flat, 0)
+    gm_vol = np.bincount(flat, weights=gm_prob.ravel(), minlength=n) * voxel_mm3
+    cortex = (thickness > 0).ravel()
+    t_sum = np.bincount(flat[cortex], weights=thickness.ravel()[cortex], minlength=n)
+    t_cnt = np.bincount(flat[cortex], minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_mean = np.where(t_cnt > 0, t_sum / np.maximum(t_cnt, 1), np.nan)
+        area = np.where(t_cnt > 0, gm_vol / t_mean, np.nan)
+    return pd.DataFrame({
+        "index": index,
+        "name": labels["name"].to_numpy(),
+        "gm_volume_mm3": gm_vol[index],
+        "thickness_mean_mm": t_mean[index],
+        "surface_area_mm2": area[index],
+    })

@@ -1,0 +1,181 @@
+"""Tissue classification: a Gaussian mixture of intensities weighted by spatial priors.
+
+The model is the one of SPM's unified segmentation and of ANTs Atropos with prior
+probability images, without the Markov random field term: for voxel ``i`` and class
+``k``, ``p(k | I_i) ∝ prior_k(i) * N(I_i; mu_k, sigma_k)``, with class means and
+variances re-estimated by expectation-maximisation (Ashburner & Friston, 2005).
+"""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from bids_app.errors import InputDataError
+
+TISSUES = ("CSF", "GM", "WM")
+"""Tissue classes in the order of the discrete segmentation labels 1, 2, 3."""
+
+
+def classify_tissues(
+    intensity: np.ndarray,
+    priors: np.ndarray,
+    mask: np.ndarray,
+    n_iter: int = 15,
+    prior_floor: float = 1e-3,
+) -> np.ndarray:
+    """Estimate class posteriors with a prior-weighted Gaussian mixture.
+
+    Parameters
+    ----------
+    intensity : numpy.ndarray
+        3D intensity image.
+    priors : numpy.ndarray
+        ``(K, *intensity.shape)`` prior probabilities of the K classes.
+    mask : numpy.ndarray
+        Boolean 3D mask of the voxels to classify.
+    n_iter : int
+        Number of EM iterations.
+    prior_floor : float
+        Small probability added to every prior so that intensities can overrule a
+        misregistered prior.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(K, *intensity.shape)`` float32 posteriors, 0 outside ``mask``; they sum to 1
+        inside the mask.
+
+    Raises
+    ------
+    bids_app.errors.InputDataError
+        When the mask is empty or the shapes disagree.
+    """
+    if priors.shape[1:] != intensity.shape or mask.shape != intensity.shape:
+        raise InputDataError(
+            f"priors {priors.shape} / mask {mask.shape} do not match image {intensity.shape}")
+    if not mask.any():
+        raise InputDataError("the brain mask is empty: cannot classify tissues")
+    values = intensity[mask].astype(np.float64)
+    scale = float(np.percentile(values, 99)) or 1.0
+    values = values / scale
+    prior = priors[:, mask].astype(np.float64) + prior_floor
+    prior /= prior.sum(axis=0, keepdims=True)
+    post = prior.copy()
+    mean, var = _weighted_moments(post, values)
+    if np.ptp(mean) < 0.05 * values.std():
+        # uninformative priors: start from intensity quantiles (classes in increasing order)
+        mean = np.quantile(values, (np.arange(len(mean)) + 0.5) / len(mean))
+        var = np.full(len(mean), values.var() / len(mean) ** 2)
+    for iteration in range(n_iter):
+        if iteration:
+            mean, var = _weighted_moments(post, values)
+        loglik = -0.5 * (values[None, :] - mean[:, None]) ** 2 / var[:, None] - 0.5 * np.log(
+            var[:, None])
+        loglik -= loglik.max(axis=0, keepdims=True)
+        post = prior * np.exp(loglik)
+        post /= post.sum(axis=0, keepdims=True)
+    out = np.zeros(priors.shape, dtype=np.float32)
+    out[:, mask] = post
+    return out
+
+
+def bright_non_brain(intensity: np.ndarray, wm_prob: np.ndarray, mask: np.ndarray,
+                     n_sd: float = 4.0) -> np.ndarray:
+    """Flag voxels far brighter than white matter (scalp fat, vessels) inside a mask.
+
+    Parameters
+    ----------
+    intensity : numpy.ndarray
+        Bias-corrected T1w intensities.
+    wm_prob : numpy.ndarray
+        White-matter posterior.
+    mask : numpy.ndarray
+        Boolean brain mask.
+    n_sd : float
+        Threshold in white-matter standard deviations above its mean.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean map of voxels inside ``mask`` brighter than ``mean_WM + n_sd * sd_WM``.
+    """
+    weight = wm_prob[mask].astype(np.float64)
+    values = intensity[mask].astype(np.float64)
+    mean = float(np.sum(weight * values) / max(weight.sum(), 1e-6))
+    sd = float(np.sqrt(np.sum(weight * (values - mean) ** 2) / max(weight.sum(), 1e-6)))
+    return mask & (intensity > mean + n_sd * sd)
+
+
+def _weighted_moments(post: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    weight = post.sum(axis=1) + 1e-12
+    mean = (post @ values) / weight
+    return mean, np.maximum((post @ values**2) / weight - mean**2, 1e-6)
+
+
+def discrete_segmentation(posteriors: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Label each masked voxel with its most probable class (1-based), 0 outside.
+
+    Parameters
+    ----------
+    posteriors : numpy.ndarray
+        ``(K, ...)`` class posteriors.
+    mask : numpy.ndarray
+        Boolean mask.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 labels: 0 background, ``k + 1`` for class ``k`` (1 CSF, 2 GM, 3 WM).
+    """
+    labels = (np.argmax(posteriors, axis=0) + 1).astype(np.uint8)
+    labels[~mask] = 0
+    return labels
+
+
+def segment_with_template_priors(
+    t1w: nib.spatialimages.SpatialImage, inverse_xfm: str, n_iter: int = 15
+) -> tuple[np.ndarray, np.ndarray]:
+    """Segment a bias-corrected T1w with template priors carried into its space.
+
+    Parameters
+    ----------
+    t1w : nibabel image
+        Bias-corrected T1w (native grid).
+    inverse_xfm : str
+        Template -> T1w displacement field.
+    n_iter : int
+        EM iterations.
+
+    Returns
+    -------
+    posteriors : numpy.ndarray
+        ``(3, ...)`` CSF, GM, WM probabilities, 0 outside the brain.
+    mask : numpy.ndarray
+        Boolean brain mask (see :func:`workflows.anat.brain_extraction.refine_brain_mask`).
+    """
+    from bids_app.resources import get_template_probseg
+    from workflows.anat.brain_extraction import refine_brain_mask, template_brain_mask
+    from workflows.anat.normalization import apply_displacement
+
+    res = 1 if min(t1w.header.get_zooms()[:3]) < 1.5 else 2
+    warped_mask = apply_displacement(template_brain_mask(res), t1w, inverse_xfm).get_fdata(
+        dtype=np.float32)
+    region = ndimage.binary_dilation(warped_mask > 0.05, iterations=2)
+    priors = np.stack([
+        apply_displacement(get_template_probseg(label, res), t1w, inverse_xfm).get_fdata(
+            dtype=np.float32) for label in TISSUES])
+    brain_prior = np.clip(warped_mask, 0, 1)
+    # sulcal and ventricular CSF: the template's CSF map, at least the mask's non-GM/WM part
+    priors[0] = np.maximum(priors[0], brain_prior - priors[1] - priors[2])
+    other = 1.0 - brain_prior
+    intensity = np.asarray(t1w.dataobj, dtype=np.float32)
+    post = classify_tissues(intensity, np.concatenate([priors, other[None]]), region, n_iter)
+    mask = refine_brain_mask(warped_mask, post)
+    mask &= ~bright_non_brain(intensity, post[2], mask)
+    mask = refine_brain_mask(mask.astype(np.float32), post[:3])
+    tissue = post[:3] * mask
+    tissue /= np.maximum(tissue.sum(axis=0, keepdims=True), 1e-6)
+    tissue *= mask
+    return tissue.astype(np.float32), mask

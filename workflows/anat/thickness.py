@@ -1,0 +1,82 @@
+"""Cortical thickness by DiReCT (Das et al., 2009), ``antspyx.kelly_kapowski``.
+
+DiReCT runs on the segmentation cropped to the brain and resampled to
+``resolution`` mm (by default the native voxel size, but never finer than 1 mm):
+sub-millimetre grids multiply the cost without changing a thickness of 2-4 mm much, and
+upsampling coarse images (e.g. 2 mm) to 1 mm multiplies the cost by 8 without adding
+information. The map is then resampled back onto the
+native grid (linear) and kept inside the grey matter.
+"""
+
+from __future__ import annotations
+
+import ants
+import nibabel as nib
+import numpy as np
+
+from workflows.anat.images import like, to_ants
+
+DIRECT_CITATION = (
+    "Das SR, Avants BB, Grossman M, Gee JC. Registration based cortical thickness "
+    "measurement. NeuroImage 45(3):867-879, 2009."
+)
+
+
+def direct_thickness(
+    dseg: nib.spatialimages.SpatialImage,
+    gm_prob: nib.spatialimages.SpatialImage,
+    wm_prob: nib.spatialimages.SpatialImage,
+    resolution: float | None = None,
+    iterations: int = 45,
+    smoothing: float = 0.5,
+) -> nib.Nifti1Image:
+    """Compute a cortical thickness map (mm) from a CSF/GM/WM segmentation.
+
+    Parameters
+    ----------
+    dseg : nibabel image
+        Labels 0 background, 1 CSF, 2 GM, 3 WM.
+    gm_prob, wm_prob : nibabel images
+        GM and WM probabilities on the same grid.
+    resolution : float, optional
+        Working voxel size in mm (default: the finest native voxel size, at least 1 mm).
+    iterations : int
+        DiReCT iterations.
+    smoothing : float
+        DiReCT smoothing variance (``m``); 0.5 recovers a 3 mm synthetic shell within
+        0.1 mm at 1 mm voxels, antspyx's default 1.5 gives 2.4 mm.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        Float32 thickness (mm) on the grid of ``dseg``, 0 outside GM.
+    """
+    if resolution is None:
+        resolution = max(1.0, float(min(dseg.header.get_zooms()[:3])))
+    labels = np.asarray(dseg.dataobj).astype(np.uint8)
+    inside = np.argwhere(labels > 0)
+    lo = np.maximum(inside.min(axis=0) - 3, 0)
+    hi = np.minimum(inside.max(axis=0) + 4, labels.shape)
+    crop = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    affine = dseg.affine.copy()
+    affine[:3, 3] = dseg.affine[:3, :3] @ lo + dseg.affine[:3, 3]
+
+    def _crop(img, data=None):
+        arr = np.asarray(img.dataobj, dtype=np.float32) if data is None else data
+        return to_ants(nib.Nifti1Image(arr[crop].astype(np.float32), affine))
+
+    seg_c = _crop(dseg, labels.astype(np.float32))
+    gm_c, wm_c = _crop(gm_prob), _crop(wm_prob)
+    if any(abs(s - resolution) > 1e-3 for s in seg_c.spacing):
+        seg_w = ants.resample_image(seg_c, (resolution,) * 3, False, 1)
+        gm_w = ants.resample_image(gm_c, (resolution,) * 3, False, 0)
+        wm_w = ants.resample_image(wm_c, (resolution,) * 3, False, 0)
+    else:
+        seg_w, gm_w, wm_w = seg_c, gm_c, wm_c
+    thick = ants.kelly_kapowski(s=seg_w, g=gm_w, w=wm_w, its=iterations, r=0.025, m=smoothing,
+                                gm_label=2, wm_label=3)
+    back = ants.resample_image_to_target(thick, seg_c, interp_type="linear")
+    out = np.zeros(labels.shape, dtype=np.float32)
+    out[crop] = back.numpy()
+    out[labels != 2] = 0
+    return like(out, dseg)

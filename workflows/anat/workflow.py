@@ -1,0 +1,175 @@
+"""The anatomical workflow: T1w preprocessing, normalization, segmentation, morphometry."""
+
+from __future__ import annotations
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from workflows.anat.interfaces import (
+    AtlasToNative,
+    BiasFieldCorrection,
+    ConformT1w,
+    CorticalThickness,
+    Morphometry,
+    NormalizationFigure,
+    NormalizeToTemplate,
+    SegmentationFigure,
+    SegmentTissues,
+)
+
+TEMPLATE_SPACE = "MNI152NLin2009aSym"
+METHODS = """\
+The T1w image with the highest resolution was conformed to RAS+ orientation and corrected
+for intensity non-uniformity with N4 [Tustison 2010] (antspyx; field estimated at 2 mm).
+It was aligned rigidly to the MNI152 ICBM 2009a nonlinear symmetric template [Fonov 2011]
+surrounded by synthetic skull and scalp shells, a first brain mask was obtained by
+prior-weighted tissue classification, and the skull-stripped image was normalized to the
+template with affine and symmetric diffeomorphic (SyN) registration [Avants 2008]
+(antsRegistrationSyNQuick, 2 mm). CSF, GM and WM were classified with a Gaussian mixture
+weighted by the template tissue priors warped to native space [Ashburner 2005], which also
+refined the brain mask. Cortical thickness was computed with DiReCT [Das 2009]
+(antspyx kelly_kapowski, 1 mm), atlases were warped to native space (nearest neighbour),
+and regional GM volume, mean thickness and surface area (GM volume / mean thickness)
+were tabulated.
+"""
+OUTPUT_FIELDS = ["t1w_preproc", "t1w_mask", "t1w_dseg", "t1w_tpms", "anat2std_xfm",
+                 "std2anat_xfm", "std_t1w", "atlas_native"]
+
+
+def _pick(items, index):
+    return items[index]
+
+
+def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
+                 omp_nthreads: int = 1, seed: int = 0, template_resolution: int = 1,
+                 name: str = "anat_wf") -> pe.Workflow:
+    """Build the anatomical workflow of one participant.
+
+    N4 bias correction, brain extraction and affine+SyN normalization to the
+    embedded MNI152 2009a template (antspyx), template-prior tissue segmentation,
+    DiReCT cortical thickness, atlases warped to native space, morphometry tables and
+    report figures; every result is written with ``ds_*`` DerivativesDataSink nodes.
+
+    Parameters
+    ----------
+    t1w_files : list of str
+        Raw T1w images of the participant (the highest-resolution one is processed).
+    output_dir : str
+        Derivatives folder.
+    atlases : list of str
+        Atlas names (see :func:`bids_app.resources.available_atlases`).
+    omp_nthreads : int
+        Threads given to ANTs-heavy nodes.
+    seed : int
+        Random seed of the registrations.
+    template_resolution : {1, 2}
+        Resolution (mm) of the ``space-MNI152NLin2009aSym`` T1w output.
+    name : str
+        Workflow name.
+
+    Returns
+    -------
+    nipype.pipeline.engine.Workflow
+        Workflow with an ``outputnode`` carrying :data:`OUTPUT_FIELDS`.
+    """
+    from bids_app.derivatives import DerivativesDataSink
+
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(niu.IdentityInterface(fields=["t1w_files"]), name="inputnode")
+    inputnode.inputs.t1w_files = list(t1w_files)
+    outputnode = pe.Node(niu.IdentityInterface(fields=OUTPUT_FIELDS), name="outputnode")
+
+    conform = pe.Node(ConformT1w(), name="conform")
+    bias_correct = pe.Node(BiasFieldCorrection(), name="bias_correct", n_procs=omp_nthreads)
+    normalize = pe.Node(NormalizeToTemplate(seed=seed, template_resolution=template_resolution),
+                        name="normalize", n_procs=omp_nthreads, mem_gb=3)
+    segment = pe.Node(SegmentTissues(), name="segment", mem_gb=3)
+    thickness = pe.Node(CorticalThickness(), name="thickness", n_procs=omp_nthreads, mem_gb=2)
+    atlas_to_native = pe.MapNode(AtlasToNative(), iterfield=["atlas"], name="atlas_to_native")
+    atlas_to_native.inputs.atlas = list(atlases)
+    regional_morph = pe.MapNode(Morphometry(), iterfield=["atlas", "atlas_file"],
+                                name="regional_morph")
+    regional_morph.inputs.atlas = list(atlases)
+    global_morph = pe.Node(Morphometry(), name="global_morph")
+    seg_figure = pe.Node(SegmentationFigure(), name="seg_figure")
+    norm_figure = pe.Node(NormalizationFigure(template_resolution=template_resolution),
+                          name="norm_figure")
+
+    def sink(suffix, datatype="anat", extension=".nii.gz", **entities):
+        return DerivativesDataSink(base_directory=str(output_dir), datatype=datatype,
+                                   suffix=suffix, extension=extension, **entities)
+
+    ds_t1w_preproc = pe.Node(sink("T1w", desc="preproc"), name="ds_t1w_preproc")
+    ds_t1w_mask = pe.Node(sink("mask", desc="brain", meta_dict={"Type": "Brain"}),
+                          name="ds_t1w_mask")
+    ds_t1w_dseg = pe.Node(sink("dseg", meta_dict={"Labels": {"0": "BG", "1": "CSF", "2": "GM",
+                                                             "3": "WM"}}), name="ds_t1w_dseg")
+    ds_t1w_tpms = pe.MapNode(sink("probseg"), iterfield=["in_file", "label"], name="ds_t1w_tpms")
+    ds_t1w_tpms.inputs.label = ["GM", "WM", "CSF"]
+    ds_std_t1w = pe.Node(sink("T1w", desc="preproc", space=TEMPLATE_SPACE,
+                              res=str(template_resolution)), name="ds_std_t1w")
+    ds_anat2std_xfm = pe.Node(sink("xfm", from_="T1w", to=TEMPLATE_SPACE, mode="image",
+                                   meta_dict={"Type": "ITK displacement field (LPS)"}),
+                              name="ds_anat2std_xfm")
+    ds_std2anat_xfm = pe.Node(sink("xfm", from_=TEMPLATE_SPACE, to="T1w", mode="image",
+                                   meta_dict={"Type": "ITK displacement field (LPS)"}),
+                              name="ds_std2anat_xfm")
+    ds_thickness = pe.Node(sink("morph", desc="thickness", meta_dict={"Units": "mm",
+                                                                   "Method": "DiReCT"}),
+                           name="ds_thickness")
+    ds_regional_morph = pe.MapNode(sink("morph", extension=".tsv"),
+                                   iterfield=["in_file", "atlas", "meta_dict"],
+                                   name="ds_regional_morph")
+    ds_regional_morph.inputs.atlas = list(atlases)
+    ds_global_morph = pe.Node(sink("morph", extension=".tsv", desc="brain"),
+                              name="ds_global_morph")
+    ds_seg_figure = pe.Node(sink("dseg", datatype="figures", extension=".svg",
+                                 meta_dict={"Caption": "Brain mask (red), GM/CSF (green) "
+                                            "and WM/GM (blue) boundaries over the T1w."}),
+                            name="ds_seg_figure")
+    ds_norm_figure = pe.Node(sink("T1w", datatype="figures", extension=".svg",
+                                  space=TEMPLATE_SPACE,
+                                  meta_dict={"Caption": "T1w normalized to MNI152NLin2009aSym "
+                                             "with the template brain outline (red)."}),
+                             name="ds_norm_figure")
+
+    workflow.connect([
+        (inputnode, conform, [("t1w_files", "t1w_files")]),
+        (conform, bias_correct, [("out_file", "in_file")]),
+        (bias_correct, normalize, [("out_file", "in_file")]),
+        (bias_correct, segment, [("out_file", "in_file")]),
+        (normalize, segment, [("inverse_xfm", "inverse_xfm")]),
+        (segment, thickness, [("dseg", "dseg"), ("tpms", "tpms")]),
+        (bias_correct, atlas_to_native, [("out_file", "reference")]),
+        (normalize, atlas_to_native, [("inverse_xfm", "inverse_xfm")]),
+        (segment, regional_morph, [("tpms", "tpms"), ("mask", "mask")]),
+        (thickness, regional_morph, [("out_file", "thickness")]),
+        (atlas_to_native, regional_morph, [("out_file", "atlas_file")]),
+        (segment, global_morph, [("tpms", "tpms"), ("mask", "mask")]),
+        (thickness, global_morph, [("out_file", "thickness")]),
+        (bias_correct, seg_figure, [("out_file", "t1w")]),
+        (segment, seg_figure, [("mask", "mask"), ("dseg", "dseg")]),
+        (normalize, norm_figure, [("std_t1w", "std_t1w")]),
+        (bias_correct, outputnode, [("out_file", "t1w_preproc")]),
+        (segment, outputnode, [("mask", "t1w_mask"), ("dseg", "t1w_dseg"), ("tpms", "t1w_tpms")]),
+        (normalize, outputnode, [("forward_xfm", "anat2std_xfm"), ("inverse_xfm", "std2anat_xfm"),
+                                 ("std_t1w", "std_t1w")]),
+        (atlas_to_native, outputnode, [("out_file", "atlas_native")]),
+    ])
+    for ds, node, field in (
+        (ds_t1w_preproc, bias_correct, "out_file"), (ds_t1w_mask, segment, "mask"),
+        (ds_t1w_dseg, segment, "dseg"), (ds_t1w_tpms, segment, "tpms"),
+        (ds_std_t1w, normalize, "std_t1w"), (ds_anat2std_xfm, normalize, "forward_xfm"),
+        (ds_std2anat_xfm, normalize, "inverse_xfm"), (ds_thickness, thickness, "out_file"),
+        (ds_regional_morph, regional_morph, "out_file"),
+        (ds_global_morph, global_morph, "out_file"),
+        (ds_seg_figure, seg_figure, "out_file"), (ds_norm_figure, norm_figure, "out_file"),
+    ):
+        workflow.connect([(node, ds, [(field, "in_file")]),
+                          (conform, ds, [("source_file", "source_file")])])
+    workflow.connect([
+        (regional_morph, ds_regional_morph, [("meta", "meta_dict")]),
+        (global_morph, ds_global_morph, [("meta", "meta_dict")]),
+        (conform, ds_t1w_preproc, [("meta", "meta_dict")]),
+    ])
+    return workflow
