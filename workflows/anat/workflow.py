@@ -1,10 +1,15 @@
-"""The anatomical workflow: T1w preprocessing, normalization, segmentation, morphometry."""
+"""The anatomical workflow: T1w preprocessing, normalization, segmentation, morphometry.
+
+The methods boilerplate of this workflow, with citations, is in
+:mod:`workflows.anat.methods`.
+"""
 
 from __future__ import annotations
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from bids_app.resources import TEMPLATE_SPACE
 from workflows.anat.interfaces import (
     AtlasToNative,
     BiasFieldCorrection,
@@ -17,21 +22,6 @@ from workflows.anat.interfaces import (
     SegmentTissues,
 )
 
-TEMPLATE_SPACE = "MNI152NLin2009aSym"
-METHODS = """\
-The T1w image with the highest resolution was conformed to RAS+ orientation and corrected
-for intensity non-uniformity with N4 [Tustison 2010] (antspyx; field estimated at 2 mm).
-It was aligned rigidly to the MNI152 ICBM 2009a nonlinear symmetric template [Fonov 2011]
-surrounded by synthetic skull and scalp shells, a first brain mask was obtained by
-prior-weighted tissue classification, and the skull-stripped image was normalized to the
-template with affine and symmetric diffeomorphic (SyN) registration [Avants 2008]
-(antsRegistrationSyNQuick, 2 mm). CSF, GM and WM were classified with a Gaussian mixture
-weighted by the template tissue priors warped to native space [Ashburner 2005], which also
-refined the brain mask. Cortical thickness was computed with DiReCT [Das 2009]
-(antspyx kelly_kapowski, 1 mm), atlases were warped to native space (nearest neighbour),
-and regional GM volume, mean thickness and surface area (GM volume / mean thickness)
-were tabulated.
-"""
 OUTPUT_FIELDS = ["t1w_preproc", "t1w_mask", "t1w_dseg", "t1w_tpms", "anat2std_xfm",
                  "std2anat_xfm", "std_t1w", "atlas_native"]
 
