@@ -22,7 +22,7 @@ def _synth_arguments(parser: argparse.ArgumentParser, subjects: int) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--modalities", nargs="+", default=["anat", "func", "dwi"],
                         choices=["anat", "func", "dwi"], help="what to generate")
-    parser.add_argument("--bold-volumes", type=int, default=64, help="BOLD time points")
+    parser.add_argument("--bold-volumes", type=int, default=100, help="BOLD time points")
     parser.add_argument("--directions", type=int, default=30, help="DWI directions at b=1000")
 
 

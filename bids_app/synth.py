@@ -71,7 +71,7 @@ class SynthSpec:
     t1w_voxel_mm: float = 2.0
     bold_voxel_mm: float = 4.0
     dwi_voxel_mm: float = 3.0
-    bold_volumes: int = 64
+    bold_volumes: int = 100
     repetition_time: float = 2.0
     directions: int = 30
     coupling: float = 0.6
