@@ -14,6 +14,9 @@ from pathlib import Path
 from bids_app.cli import _Parser
 from bids_app.errors import ExitCode, UsageError
 
+SUBJECTS_FOR_COVARIATES = 12
+"""Demos with fewer participants run ComBat without the age and sex covariates."""
+
 
 def _synth_arguments(parser: argparse.ArgumentParser, subjects: int) -> None:
     parser.add_argument("directory", type=Path, help="folder to write")
@@ -83,9 +86,12 @@ def main(argv: list[str]) -> int:
     print(f"[demo] synthetic dataset: {bids_dir} ({time.perf_counter() - start:.0f} s)")
     common = ["--work-dir", str(directory / "work"), "--seed", str(args.seed),
               "--nprocs", str(args.nprocs)]
-    for level in ("participant", "group"):
+    # ComBat protecting age and sex needs more participants per site than a small demo
+    # has: small demos protect only the diagnosis (the group level's target).
+    group_options = [] if args.subjects >= SUBJECTS_FOR_COVARIATES else ["--covariates"]
+    for level, options in (("participant", []), ("group", group_options)):
         start = time.perf_counter()
-        code = run_main([str(bids_dir), str(output_dir), level, *common])
+        code = run_main([str(bids_dir), str(output_dir), level, *common, *options])
         print(f"[demo] {level} level: exit code {code} ({time.perf_counter() - start:.0f} s)")
         if code != ExitCode.OK:
             return code

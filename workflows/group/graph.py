@@ -131,12 +131,13 @@ def prepare_connectome(
     matrix = np.array(matrix, dtype=float)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
         raise InputDataError(f"connectivity matrix must be square, got shape {matrix.shape}")
+    # Self-connections carry no graph information (Fisher z matrices store n/a there).
+    np.fill_diagonal(matrix, 0.0)
     if not np.isfinite(matrix).all():
         raise InputDataError("connectivity matrix has missing (NaN) or infinite values")
     if not np.allclose(matrix, matrix.T, rtol=1e-6, atol=1e-9):
         raise InputDataError("connectivity matrix is not symmetric")
     matrix = (matrix + matrix.T) / 2
-    np.fill_diagonal(matrix, 0.0)
     if negative_weights == "zero":
         matrix[matrix < 0] = 0.0
     elif negative_weights == "absolute":

@@ -125,7 +125,11 @@ def _harmonize(name, features, covars, site_col, protected, group_dir, notes):
         return None
     categorical, continuous = _split_covariates(covars, protected)
     combat = ComBat(site_col, categorical_cols=categorical, continuous_cols=continuous)
-    harmonized = combat.fit_transform(rows, subset)
+    try:
+        harmonized = combat.fit_transform(rows, subset)
+    except InputDataError as err:  # e.g. more covariates than a small cohort supports
+        notes.append(f"{name}: ComBat skipped: {err}")
+        return None
     (group_dir / "models").mkdir(parents=True, exist_ok=True)
     combat.save(group_dir / "models" / f"combat_{name}.npz")
     return harmonized
@@ -201,6 +205,10 @@ def _save_evaluation(evaluation: ModelEvaluation, stem: str, group_dir: Path) ->
     )
 
 
+MIN_PARTICIPANTS_FOR_PREDICTION = 10
+"""Below this cohort size, cross-validated prediction is not attempted (noted in the report)."""
+
+
 def _predict(
     sets,
     covars,
@@ -217,6 +225,13 @@ def _predict(
     """Evaluate every model on every feature set; write the tables, models and figures."""
     task = infer_task(covars[target])
     summaries, rows = [], []
+    labelled = int(covars[target].notna().sum())
+    if labelled < MIN_PARTICIPANTS_FOR_PREDICTION:
+        notes.append(
+            f"prediction of {target!r} skipped: {labelled} participant(s) with a value, "
+            f"fewer than {MIN_PARTICIPANTS_FOR_PREDICTION} (nested cross-validation needs more)"
+        )
+        return summaries
     for set_name, (keys, features) in sets.items():
         first_session = ~keys["participant_id"].duplicated().to_numpy()
         if not first_session.all():
@@ -355,18 +370,21 @@ def run_group(
         if harmonized is not None:
             table = keys.set_index(features.index).loc[harmonized.index].join(harmonized)
             _write_tsv(table, group_dir / "features" / f"{name}_harmonized.tsv")
-            site_effects.append(
-                _site_effect(
-                    name,
-                    features,
-                    harmonized,
-                    covars,
-                    site_col,
-                    protected,
-                    seed,
-                    group_dir / "figures",
+            try:
+                site_effects.append(
+                    _site_effect(
+                        name,
+                        features,
+                        harmonized,
+                        covars,
+                        site_col,
+                        protected,
+                        seed,
+                        group_dir / "figures",
+                    )
                 )
-            )
+            except ValueError as err:  # cross-validation needs more participants
+                notes.append(f"{name}: site predictability not estimated: {err}")
     if site_effects:
         table = pd.DataFrame([vars(effect) for effect in site_effects]).drop(columns="figure")
         _write_tsv(table.rename(columns={"name": "feature_set"}), group_dir / "site_effects.tsv")
