@@ -379,7 +379,8 @@ def _phasediff_fieldmap(layout, path: str) -> dict[str, Any] | None:
     except (ValueError, KeyError, IndexError):
         return None
     for candidate in candidates:
-        if candidate.get("suffix") == "phasediff" and candidate.get("magnitude1"):
+        files = (candidate.get("phasediff"), candidate.get("magnitude1"))
+        if candidate.get("suffix") == "phasediff" and all(f and Path(f).is_file() for f in files):
             return {
                 "phasediff": candidate["phasediff"],
                 "magnitude": candidate["magnitude1"],

@@ -18,9 +18,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-
-def _out(runtime, name: str) -> str:
-    return os.path.join(runtime.cwd, name)
+from workflows.interface_utils import out_path
 
 
 class _ConformInputSpec(BaseInterfaceInputSpec):
@@ -46,7 +44,7 @@ class ConformT1w(SimpleInterface):
         images = [load_t1w(f) for f in files]
         chosen = select_reference_t1w(images)
         img, report = conform_t1w(images[chosen], files[chosen])
-        self._results["out_file"] = _out(runtime, "t1w_conformed.nii.gz")
+        self._results["out_file"] = out_path(runtime, "t1w_conformed.nii.gz")
         nib.save(img, self._results["out_file"])
         self._results["source_file"] = files[chosen]
         meta = {"SkullStripped": False, "BiasCorrection": "N4 (antspyx)", **report.as_dict()}
@@ -75,7 +73,7 @@ class BiasFieldCorrection(SimpleInterface):
         from workflows.anat.bias import correct_bias_field
 
         corrected, _ = correct_bias_field(nib.load(self.inputs.in_file))
-        self._results["out_file"] = _out(runtime, "t1w_n4.nii.gz")
+        self._results["out_file"] = out_path(runtime, "t1w_n4.nii.gz")
         nib.save(corrected, self._results["out_file"])
         return runtime
 
@@ -102,11 +100,11 @@ class NormalizeToTemplate(SimpleInterface):
         from workflows.anat.normalization import apply_displacement, normalize_head_to_template
 
         t1w = nib.load(self.inputs.in_file)
-        forward, inverse = normalize_head_to_template(t1w, _out(runtime, "anat2std_"),
+        forward, inverse = normalize_head_to_template(t1w, out_path(runtime, "anat2std_"),
                                                       seed=self.inputs.seed)
         std = apply_displacement(t1w, get_template(self.inputs.template_resolution), forward)
         self._results.update(forward_xfm=forward, inverse_xfm=inverse,
-                             std_t1w=_out(runtime, "t1w_std.nii.gz"))
+                             std_t1w=out_path(runtime, "t1w_std.nii.gz"))
         nib.save(std, self._results["std_t1w"])
         return runtime
 
@@ -137,7 +135,7 @@ class SegmentTissues(SimpleInterface):
         for name, data in (("mask", mask.astype(np.uint8)),
                            ("dseg", discrete_segmentation(post, mask)),
                            ("GM", post[1]), ("WM", post[2]), ("CSF", post[0])):
-            paths[name] = _out(runtime, f"t1w_{name}.nii.gz")
+            paths[name] = out_path(runtime, f"t1w_{name}.nii.gz")
             nib.save(like(data, t1w), paths[name])
         self._results.update(mask=paths["mask"], dseg=paths["dseg"],
                              tpms=[paths["GM"], paths["WM"], paths["CSF"]])
@@ -163,7 +161,7 @@ class CorticalThickness(SimpleInterface):
         resolution = self.inputs.resolution if isdefined(self.inputs.resolution) else None
         thick = direct_thickness(nib.load(self.inputs.dseg), nib.load(self.inputs.tpms[0]),
                                  nib.load(self.inputs.tpms[1]), resolution)
-        self._results["out_file"] = _out(runtime, "t1w_thickness.nii.gz")
+        self._results["out_file"] = out_path(runtime, "t1w_thickness.nii.gz")
         nib.save(thick, self._results["out_file"])
         return runtime
 
@@ -188,7 +186,7 @@ class AtlasToNative(SimpleInterface):
         ref = nib.load(self.inputs.reference)
         warped = apply_displacement(get_atlas(self.inputs.atlas).load(), ref,
                                     self.inputs.inverse_xfm, interpolation="nearestNeighbor")
-        self._results["out_file"] = _out(runtime, f"atlas_{self.inputs.atlas}.nii.gz")
+        self._results["out_file"] = out_path(runtime, f"atlas_{self.inputs.atlas}.nii.gz")
         nib.save(like(np.rint(warped.get_fdata()).astype(np.int32), ref),
                  self._results["out_file"])
         return runtime
@@ -239,7 +237,7 @@ class Morphometry(SimpleInterface):
             meta = {}
         meta.update({col: {"Units": unit} for col, unit in units.items()})
         meta["SurfaceAreaMethod"] = "GM volume / mean DiReCT thickness per region"
-        self._results["out_file"] = _out(runtime, "morph.tsv")
+        self._results["out_file"] = out_path(runtime, "morph.tsv")
         table.to_csv(self._results["out_file"], sep="\t", index=False, na_rep="n/a")
         self._results["meta"] = json.loads(json.dumps(meta))
         return runtime
@@ -262,7 +260,7 @@ class SegmentationFigure(SimpleInterface):
 
         self._results["out_file"] = plot_segmentation(
             nib.load(self.inputs.t1w), nib.load(self.inputs.mask), nib.load(self.inputs.dseg),
-            _out(runtime, "seg.svg"))
+            out_path(runtime, "seg.svg"))
         return runtime
 
 
@@ -283,5 +281,5 @@ class NormalizationFigure(SimpleInterface):
 
         self._results["out_file"] = plot_normalization(
             nib.load(self.inputs.std_t1w), template_brain_mask(self.inputs.template_resolution),
-            _out(runtime, "norm.svg"))
+            out_path(runtime, "norm.svg"))
         return runtime

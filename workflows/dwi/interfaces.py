@@ -27,19 +27,7 @@ from bids_app.resources import get_atlas, get_template, get_template_mask, save_
 from workflows.dwi import gradients, motion, reference, registration, sdc
 from workflows.dwi.denoise import DENOISE_METHODS, denoise_dwi, remove_gibbs_ringing
 from workflows.dwi.tensor import TENSOR_PARAMS, TENSOR_UNITS, fit_tensor
-
-
-def out_path(runtime, name: str) -> str:
-    """Path of a file in the node's working directory."""
-    return os.path.join(runtime.cwd, name)
-
-
-def save_image(data: np.ndarray, affine: np.ndarray, path: str, dtype=np.float32) -> str:
-    """Save an array as NIfTI (mm, s units) and return the path."""
-    img = nib.Nifti1Image(np.asarray(data, dtype=dtype), affine)
-    img.header.set_xyzt_units("mm", "sec")
-    nib.save(img, path)
-    return path
+from workflows.interface_utils import out_path, save_image
 
 
 def load_series(dwi_file: str, bval_file: str, bvec_file: str):

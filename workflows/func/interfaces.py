@@ -26,17 +26,7 @@ from workflows.func import connectivity, figures, glm, reference, registration, 
 from workflows.func.denoise import denoise_timeseries, select_confounds
 from workflows.func.motion import MOTION_COLUMNS, estimate_head_motion
 from workflows.func.slice_timing import correct_slice_timing, slice_timing_plan
-
-
-def _out(runtime, name: str) -> str:
-    return os.path.join(runtime.cwd, name)
-
-
-def _save(data: np.ndarray, affine: np.ndarray, path: str, dtype=np.float32) -> str:
-    img = nib.Nifti1Image(np.asarray(data, dtype=dtype), affine)
-    img.header.set_xyzt_units("mm", "sec")
-    nib.save(img, path)
-    return path
+from workflows.interface_utils import out_path, save_image
 
 
 def _to_grid(img, like, interpolation: str):
@@ -73,12 +63,12 @@ class TemplateResources(SimpleInterface):
 
         res = self.inputs.resolution
         self._results["template_file"] = str(resources.save_resource(
-            resources.get_template(res), _out(runtime, "template.nii.gz")))
+            resources.get_template(res), out_path(runtime, "template.nii.gz")))
         self._results["mask_file"] = str(resources.save_resource(
-            resources.get_template_mask(res), _out(runtime, "template_mask.nii.gz")))
+            resources.get_template_mask(res), out_path(runtime, "template_mask.nii.gz")))
         self._results["tpm_files"] = [
             str(resources.save_resource(resources.get_template_probseg(label, res),
-                                        _out(runtime, f"template_{label}.nii.gz")))
+                                        out_path(runtime, f"template_{label}.nii.gz")))
             for label in ("GM", "WM", "CSF")
         ]
         return runtime
@@ -110,11 +100,11 @@ class BoldReference(SimpleInterface):
         data = np.asarray(img.dataobj, dtype=np.float32)
         n_nonsteady = reference.detect_nonsteady_states(data)
         ref = nib.Nifti1Image(reference.compute_boldref(data, n_nonsteady), img.affine)
-        self._results["boldref_file"] = _save(ref.get_fdata(), img.affine,
-                                              _out(runtime, "boldref.nii.gz"))
+        self._results["boldref_file"] = save_image(ref.get_fdata(), img.affine,
+                                              out_path(runtime, "boldref.nii.gz"))
         mask = reference.compute_bold_mask(ref)
-        self._results["bold_mask_file"] = _save(mask.dataobj, img.affine,
-                                                _out(runtime, "bold_mask.nii.gz"), np.uint8)
+        self._results["bold_mask_file"] = save_image(mask.dataobj, img.affine,
+                                                out_path(runtime, "bold_mask.nii.gz"), np.uint8)
         self._results["n_nonsteady"] = n_nonsteady
         self._results["repetition_time"] = tr
         return runtime
@@ -144,9 +134,9 @@ class HeadMotion(SimpleInterface):
         data = np.asarray(img.dataobj, dtype=np.float32)  # one read, not one per volume
         params, matrices = estimate_head_motion(data, img.affine, ref, mask)
         frame = pd.DataFrame(params, columns=list(MOTION_COLUMNS))
-        self._results["motion_params_file"] = write_tsv(frame, _out(runtime, "motion.tsv"))
-        np.save(_out(runtime, "motion_matrices.npy"), matrices)
-        self._results["motion_matrices_file"] = _out(runtime, "motion_matrices.npy")
+        self._results["motion_params_file"] = write_tsv(frame, out_path(runtime, "motion.tsv"))
+        np.save(out_path(runtime, "motion_matrices.npy"), matrices)
+        self._results["motion_matrices_file"] = out_path(runtime, "motion_matrices.npy")
         return runtime
 
 
@@ -173,18 +163,18 @@ class Coregister(SimpleInterface):
     def _run_interface(self, runtime):
         anat = nib.load(self.inputs.anat_file)
         anat_mask = _to_grid(nib.load(self.inputs.anat_mask_file), anat, "nearest")
-        anat_brain = _out(runtime, "anat_brain.nii.gz")
+        anat_brain = out_path(runtime, "anat_brain.nii.gz")
         nib.save(registration.brain_extract(anat, anat_mask), anat_brain)
-        boldref_brain = _out(runtime, "boldref_brain.nii.gz")
+        boldref_brain = out_path(runtime, "boldref_brain.nii.gz")
         nib.save(registration.brain_extract(nib.load(self.inputs.boldref_file),
                                             nib.load(self.inputs.bold_mask_file)), boldref_brain)
-        itk_file = _out(runtime, "boldref2anat_xfm.txt")
+        itk_file = out_path(runtime, "boldref2anat_xfm.txt")
         matrix = registration.register_boldref(
             anat_brain, boldref_brain, itk_file,
             transform_type=self.inputs.transform_type, seed=self.inputs.seed,
         )
         self._results["anat2boldref_file"] = registration.save_matrix(
-            matrix, _out(runtime, "anat2boldref.txt"))
+            matrix, out_path(runtime, "anat2boldref.txt"))
         self._results["itk_transform_file"] = itk_file
         return runtime
 
@@ -260,18 +250,19 @@ class ResampleBold(SimpleInterface):
         out_img = nib.Nifti1Image(out, affine)
         out_img.header.set_xyzt_units("mm", "sec")
         out_img.header["pixdim"][4] = tr
-        self._results["out_file"] = _out(runtime, "bold_resampled.nii.gz")
+        self._results["out_file"] = out_path(runtime, "bold_resampled.nii.gz")
         nib.save(out_img, self._results["out_file"])
         boldref = np.asarray(nib.load(self.inputs.boldref_file).dataobj, dtype=np.float32)
         ref_values = resample.resample_series(boldref, img.affine, ref_points, None,
                                               self.inputs.order)
-        self._results["boldref_file"] = _save(resample.fill_grid(ref_values, shape, restrict),
-                                              affine, _out(runtime, "boldref_resampled.nii.gz"))
+        self._results["boldref_file"] = save_image(resample.fill_grid(ref_values, shape, restrict),
+                                              affine, out_path(runtime, "boldref_resampled.nii.gz"))
         inside = resample.resample_series(np.ones(boldref.shape, np.float32), img.affine,
                                           ref_points, None, 1) > 0.999
         coverage = resample.fill_grid(inside, shape, restrict)
         brain = coverage if brain is None else brain & coverage
-        self._results["mask_file"] = _save(brain, affine, _out(runtime, "mask.nii.gz"), np.uint8)
+        self._results["mask_file"] = save_image(
+            brain, affine, out_path(runtime, "mask.nii.gz"), np.uint8)
         return runtime
 
 
@@ -307,7 +298,7 @@ class BoldConfounds(SimpleInterface):
             np.asarray(bold.dataobj, dtype=np.float32), mask, csf, wm, motion.to_numpy(),
             self.inputs.repetition_time, self.inputs.n_nonsteady,
         )
-        self._results["confounds_file"] = write_tsv(table, _out(runtime, "confounds.tsv"))
+        self._results["confounds_file"] = write_tsv(table, out_path(runtime, "confounds.tsv"))
         self._results["confounds_metadata"] = meta
         return runtime
 
@@ -353,7 +344,7 @@ class Connectivity(SimpleInterface):
         )
         cleaned[np.ix_(kept, np.flatnonzero(valid))] = kept_values
         self._results["timeseries_file"] = write_tsv(
-            pd.DataFrame(cleaned, columns=names), _out(runtime, "timeseries.tsv"))
+            pd.DataFrame(cleaned, columns=names), out_path(runtime, "timeseries.tsv"))
         series = cleaned[kept]
         pearson = connectivity.pearson_matrix(series)
         partial = connectivity.partial_correlation_matrix(series)
@@ -361,10 +352,10 @@ class Connectivity(SimpleInterface):
                               ("pearson_z", connectivity.fisher_z(pearson)),
                               ("partial_z", connectivity.fisher_z(partial))):
             self._results[f"{label}_file"] = write_tsv(
-                connectivity.relmat_frame(matrix, names), _out(runtime, f"{label}_relmat.tsv"))
+                connectivity.relmat_frame(matrix, names), out_path(runtime, f"{label}_relmat.tsv"))
         self._results["figure_file"] = figures.plot_connectivity(
             pearson, names, f"{atlas.name}: Pearson r ({self.inputs.strategy})",
-            _out(runtime, "connectivity.svg"))
+            out_path(runtime, "connectivity.svg"))
         _, _, columns = select_confounds(table, self.inputs.strategy)
         self._results["metadata"] = {
             "DenoisingStrategy": self.inputs.strategy,
@@ -407,7 +398,8 @@ class FirstLevelGLM(SimpleInterface):
         )
         files, labels = [], []
         for label, img in zmaps.items():
-            files.append(_save(img.get_fdata(), img.affine, _out(runtime, f"z_{label}.nii.gz")))
+            zmap_file = out_path(runtime, f"z_{label}.nii.gz")
+            files.append(save_image(img.get_fdata(), img.affine, zmap_file))
             labels.append(label)
         self._results["zmap_files"] = files
         self._results["condition_labels"] = labels
@@ -435,7 +427,7 @@ class CarpetPlot(SimpleInterface):
         table = pd.read_csv(self.inputs.confounds_file, sep="\t", na_values=["n/a"])
         self._results["out_file"] = figures.plot_carpet_with_confounds(
             nib.load(self.inputs.bold_file), nib.load(self.inputs.mask_file), table,
-            self.inputs.repetition_time, _out(runtime, "carpet.svg"))
+            self.inputs.repetition_time, out_path(runtime, "carpet.svg"))
         return runtime
 
 
@@ -453,7 +445,7 @@ class CoregistrationPlot(SimpleInterface):
     def _run_interface(self, runtime):
         self._results["out_file"] = figures.plot_coregistration(
             nib.load(self.inputs.anat_file), nib.load(self.inputs.boldref_file),
-            _out(runtime, "coreg.svg"))
+            out_path(runtime, "coreg.svg"))
         return runtime
 
 
@@ -486,18 +478,18 @@ class FieldmapSDC(SimpleInterface):
         magnitude = nib.load(self.inputs.magnitude_file)
         mag_mask = reference.compute_bold_mask(
             nib.Nifti1Image(np.asarray(magnitude.dataobj, np.float32), magnitude.affine))
-        mag_brain = _out(runtime, "magnitude_brain.nii.gz")
+        mag_brain = out_path(runtime, "magnitude_brain.nii.gz")
         nib.save(registration.brain_extract(magnitude, mag_mask), mag_brain)
         phasediff = nib.load(self.inputs.phasediff_file)
         mask = ndimage.binary_erosion(np.asarray(mag_mask.dataobj) > 0)
         field = sdc.phasediff_to_fieldmap(np.asarray(phasediff.dataobj), self.inputs.echo_time1,
                                           self.inputs.echo_time2, mask)
         ref_img = nib.load(self.inputs.boldref_file)
-        ref_brain = _out(runtime, "boldref_brain.nii.gz")
+        ref_brain = out_path(runtime, "boldref_brain.nii.gz")
         nib.save(registration.brain_extract(ref_img, nib.load(self.inputs.bold_mask_file)),
                  ref_brain)
         ref2fmap = registration.register_boldref(
-            ref_brain, mag_brain, _out(runtime, "boldref2fmap.txt"), transform_type="Rigid",
+            ref_brain, mag_brain, out_path(runtime, "boldref2fmap.txt"), transform_type="Rigid",
             seed=self.inputs.seed, working_resolution_mm=0.0)
         points = resample.grid_points(ref_img.shape, ref_img.affine)
         field_ref = resample.resample_series(
@@ -505,17 +497,17 @@ class FieldmapSDC(SimpleInterface):
             + ref2fmap[:3, 3:4], order=1).reshape(ref_img.shape)
         vsm, axis = sdc.voxel_shift_map(field_ref, self.inputs.total_readout_time,
                                         self.inputs.pe_direction)
-        self._results["fieldmap_file"] = _save(field_ref, ref_img.affine,
-                                               _out(runtime, "fieldmap_hz.nii.gz"))
-        self._results["vsm_file"] = _save(vsm, ref_img.affine, _out(runtime, "vsm.nii.gz"))
+        self._results["fieldmap_file"] = save_image(field_ref, ref_img.affine,
+                                               out_path(runtime, "fieldmap_hz.nii.gz"))
+        self._results["vsm_file"] = save_image(vsm, ref_img.affine, out_path(runtime, "vsm.nii.gz"))
         distorted = sdc.distort_points(points, ref_img.affine, vsm, axis)
         boldref = np.asarray(ref_img.dataobj, dtype=np.float32)
         unwarped = resample.resample_series(boldref, ref_img.affine, distorted, order=3)
-        self._results["boldref_file"] = _save(unwarped.reshape(ref_img.shape), ref_img.affine,
-                                              _out(runtime, "boldref_sdc.nii.gz"))
+        self._results["boldref_file"] = save_image(unwarped.reshape(ref_img.shape), ref_img.affine,
+                                              out_path(runtime, "boldref_sdc.nii.gz"))
         mask = np.asarray(nib.load(self.inputs.bold_mask_file).dataobj, np.float32)
         unwarped_mask = resample.resample_series(mask, ref_img.affine, distorted, order=1)
-        self._results["mask_file"] = _save(unwarped_mask.reshape(ref_img.shape) > 0.5,
-                                           ref_img.affine, _out(runtime, "mask_sdc.nii.gz"),
+        self._results["mask_file"] = save_image(unwarped_mask.reshape(ref_img.shape) > 0.5,
+                                           ref_img.affine, out_path(runtime, "mask_sdc.nii.gz"),
                                            np.uint8)
         return runtime

@@ -105,3 +105,16 @@ def test_output_inside_bids_dir_is_refused(tmp_path):
     (tmp_path / "raw").mkdir()
     with pytest.raises(UsageError, match="never writes into"):
         bids.check_dataset_paths(tmp_path / "raw", tmp_path / "raw" / "derivatives", None)
+
+
+def test_intended_for_fieldmaps_are_found_and_complete(bids_examples):
+    layout = bids.load_layout(bids_examples / "ds000117", validate=False)
+    found = 0
+    for subject in ("01", "08"):
+        for run in bids.collect_subject_data(layout, subject).bold:
+            if run.fieldmap is not None:
+                found += 1
+                assert Path(run.fieldmap["phasediff"]).is_file()
+                assert Path(run.fieldmap["magnitude"]).is_file()
+                assert "EchoTime1" in run.fieldmap["metadata"] or "EchoTime2" in run.fieldmap["metadata"]
+    assert found > 0
