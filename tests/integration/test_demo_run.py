@@ -8,6 +8,7 @@ stored, and with the output contract of the README.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -35,7 +36,10 @@ def test_demo_exits_zero_and_writes_the_contract(demo):
     description = json.loads((out / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative"
     assert list((out / "logs").glob("config-*.toml"))
-    assert (out / "logs" / "CITATION.md").read_text().count("[@") == 0  # keys resolved
+    citation = (out / "logs" / "CITATION.md").read_text()
+    cited = set(re.findall(r"\[@([A-Za-z0-9_]+)\]", citation))
+    assert {"nipype", "ants", "das2009", "dipy"} <= cited
+    assert all(f"- [{key}] " in citation for key in cited)  # every citation has a reference
     for subject in ("01", "02", "03", "04"):
         sub = out / f"sub-{subject}"
         for name in ("anat/sub-{s}_desc-preproc_T1w.nii.gz", "anat/sub-{s}_desc-brain_mask.nii.gz",
