@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from workflows.references import ANTS, N4
+
 REFERENCES = {
-    "tustison2010": "Tustison NJ et al. N4ITK: improved N3 bias correction. IEEE Trans Med "
-    "Imaging 29(6):1310-1320, 2010.",
-    "ants": "Avants BB, Epstein CL, Grossman M, Gee JC. Symmetric diffeomorphic image "
-    "registration with cross-correlation. Med Image Anal 12(1):26-41, 2008.",
+    "tustison2010": N4,
+    "ants": ANTS,
     "ashburner2005": "Ashburner J, Friston KJ. Unified segmentation. NeuroImage 26(3):839-851, "
     "2005.",
     "das2009": "Das SR, Avants BB, Grossman M, Gee JC. Registration based cortical thickness "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from workflows.references import ANTS, N4
+
 REFERENCES = {
     "veraart2016": "Veraart J et al. Denoising of diffusion MRI using random matrix theory. "
     "NeuroImage 142:394-406, 2016.",
@@ -9,12 +11,10 @@ REFERENCES = {
     "Front Neuroinform 8:8, 2014.",
     "kellner2016": "Kellner E et al. Gibbs-ringing artifact removal based on local subvoxel-"
     "shifts. Magn Reson Med 76(5):1574-1581, 2016.",
-    "ants": "Avants BB, Epstein CL, Grossman M, Gee JC. Symmetric diffeomorphic image "
-    "registration with cross-correlation. Med Image Anal 12(1):26-41, 2008.",
+    "ants": ANTS,
     "leemans2009": "Leemans A, Jones DK. The B-matrix must be rotated when correcting for "
     "subject motion in DTI data. Magn Reson Med 61(6):1336-1349, 2009.",
-    "tustison2010": "Tustison NJ et al. N4ITK: improved N3 bias correction. IEEE Trans Med "
-    "Imaging 29(6):1310-1320, 2010.",
+    "tustison2010": N4,
     "tournier2007": "Tournier JD, Calamante F, Connelly A. Robust determination of the fibre "
     "orientation distribution in diffusion MRI. NeuroImage 35(4):1459-1472, 2007.",
     "girard2014": "Girard G et al. Towards quantitative connectivity analysis: reducing "

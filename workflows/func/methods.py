@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from workflows.references import ANTS
+
 REFERENCES = {
-    "ants": "Avants BB, Epstein CL, Grossman M, Gee JC. Symmetric diffeomorphic image "
-    "registration with cross-correlation. Med Image Anal 12(1):26-41, 2008.",
+    "ants": ANTS,
     "power2012": "Power JD et al. Spurious but systematic correlations in functional "
     "connectivity MRI networks arise from subject motion. NeuroImage 59(3):2142-2154, 2012.",
     "nichols2017": "Nichols TE. Notes on creating a standardized version of DVARS. "
