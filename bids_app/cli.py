@@ -19,6 +19,7 @@ from bids_app.config import (
     DENOISE_STRATEGIES,
     MODALITIES,
     OUTPUT_SPACES,
+    THICKNESS_METHODS,
     Config,
 )
 from bids_app.errors import UnknownAnalysisLevelError, UsageError
@@ -140,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"spaces for resampled outputs, from {', '.join(OUTPUT_SPACES)}")
     wf.add_argument("--denoise-strategy", dest="denoise_strategy", choices=DENOISE_STRATEGIES,
                     metavar="NAME", help=f"BOLD denoising, one of {', '.join(DENOISE_STRATEGIES)}")
+    wf.add_argument("--thickness-method", dest="thickness_method", choices=THICKNESS_METHODS,
+                    help="cortical thickness: 'laplace' (Laplace streamlines, default, "
+                         "seconds) or 'direct' (DiReCT, ANTs; tens of CPU-minutes at 1 mm)")
 
     group = parser.add_argument_group("Group level")
     group.add_argument("--harmonize-by", dest="harmonize_by", metavar="COLUMN",
@@ -157,7 +161,8 @@ _SECTIONS = {
     "execution": ("participant_label", "session_label", "bids_filter_file",
                   "skip_bids_validation", "work_dir", "reports_only", "array_index"),
     "nipype": ("nprocs", "omp_nthreads", "mem_gb", "use_plugin", "stop_on_first_crash"),
-    "workflow": ("modalities", "atlas", "output_spaces", "denoise_strategy", "seed"),
+    "workflow": ("modalities", "atlas", "output_spaces", "denoise_strategy", "thickness_method",
+                 "seed"),
     "group": ("harmonize_by", "covariates", "target", "n_permutations"),
 }
 

@@ -20,6 +20,7 @@ from bids_app.errors import UsageError
 MODALITIES = ("anat", "func", "dwi")
 OUTPUT_SPACES = ("MNI152NLin2009aSym", "T1w")
 DENOISE_STRATEGIES = ("6P", "24P", "36P", "acompcor", "acompcor_gsr", "36P_scrub", "none")
+THICKNESS_METHODS = ("laplace", "direct")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class WorkflowConfig:
     atlas: tuple[str, ...] = ("DesikanKilliany",)
     output_spaces: tuple[str, ...] = ("MNI152NLin2009aSym",)
     denoise_strategy: str = "36P"
+    thickness_method: str = "laplace"
     seed: int = 0
 
 
@@ -202,6 +204,11 @@ class Config:
             raise UsageError(
                 f"--denoise-strategy {self.workflow.denoise_strategy!r}: choose from "
                 f"{DENOISE_STRATEGIES}"
+            )
+        if self.workflow.thickness_method not in THICKNESS_METHODS:
+            raise UsageError(
+                f"--thickness-method {self.workflow.thickness_method!r}: choose from "
+                f"{THICKNESS_METHODS}"
             )
         for name in ("nprocs", "omp_nthreads"):
             if getattr(self.nipype, name) < 0:

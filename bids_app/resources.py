@@ -219,6 +219,38 @@ def get_atlas(name: str) -> Atlas:
     return atlas
 
 
+NON_CORTICAL_AAL_PREFIXES = ("Cerebelum", "Vermis", "Caudate", "Putamen", "Pallidum",
+                             "Thalamus", "Hippocampus", "Amygdala")
+"""AAL regions whose grey matter is not cerebral cortex (excluded from cortical thickness)."""
+
+
+@functools.cache
+def get_non_cortical_mask() -> nib.Nifti1Image | None:
+    """Return a template-space mask of grey matter that is not cerebral cortex.
+
+    The cerebellum, vermis, basal ganglia, thalami, hippocampi and amygdalae of the AAL
+    atlas (:data:`NON_CORTICAL_AAL_PREFIXES`): a volumetric thickness is meaningless
+    there, and peers (FreeSurfer, ANTs pipelines) report thickness of the cerebral
+    cortex only.
+
+    Returns
+    -------
+    nibabel.Nifti1Image or None
+        uint8 mask on the AAL grid (2 mm), or ``None`` when AAL is not installed.
+    """
+    factory = _ATLAS_FACTORIES["AAL"]
+    atlas = factory()
+    if atlas is None:
+        return None
+    img = atlas.load()
+    names = atlas.labels["name"].astype(str)
+    chosen = atlas.labels.loc[names.str.startswith(NON_CORTICAL_AAL_PREFIXES), "index"]
+    mask = np.isin(np.asarray(img.dataobj), chosen.to_numpy()).astype(np.uint8)
+    out = nib.Nifti1Image(mask, img.affine)
+    out.header.set_xyzt_units("mm")
+    return out
+
+
 def _check_resolution(resolution: int) -> int:
     if resolution not in (1, 2):
         raise ResourceError(f"template resolution must be 1 or 2 mm, not {resolution!r}")

@@ -219,6 +219,7 @@ def run_one_participant(
             modalities=config.workflow.modalities,
             atlases=config.workflow.atlas,
             denoise_strategy=config.workflow.denoise_strategy,
+            thickness_method=config.workflow.thickness_method,
             omp_nthreads=nthreads,
             seed=config.workflow.seed,
         )

@@ -42,6 +42,7 @@ def init_participant_wf(
     modalities: tuple[str, ...],
     atlases: tuple[str, ...],
     denoise_strategy: str = "36P",
+    thickness_method: str = "laplace",
     omp_nthreads: int = 1,
     seed: int = 0,
     name: str | None = None,
@@ -60,6 +61,8 @@ def init_participant_wf(
         Atlas names for regional measures and connectomes.
     denoise_strategy : str
         BOLD denoising strategy.
+    thickness_method : {"laplace", "direct"}
+        Cortical thickness method.
     omp_nthreads : int
         Threads per node.
     seed : int
@@ -92,6 +95,7 @@ def init_participant_wf(
             atlases=atlases,
             omp_nthreads=omp_nthreads,
             seed=seed,
+            thickness_method=thickness_method,
         )
         wf.add_nodes([anat_wf])
         plan.ran.append(f"anatomical ({len(subject_data.t1w)} T1w)")

@@ -34,6 +34,7 @@ def _part_methods(part: str, config: Config) -> tuple[str, dict[str, str]]:
     text = module.describe(
         atlases=list(config.workflow.atlas),
         denoise_strategy=config.workflow.denoise_strategy,
+        thickness_method=config.workflow.thickness_method,
         seed=config.workflow.seed,
     )
     return text, dict(module.REFERENCES)

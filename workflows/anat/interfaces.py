@@ -145,23 +145,36 @@ class SegmentTissues(SimpleInterface):
 class _ThicknessInputSpec(BaseInterfaceInputSpec):
     dseg = File(exists=True, mandatory=True, desc="discrete segmentation")
     tpms = InputMultiObject(File(exists=True), mandatory=True, desc="GM, WM, CSF")
-    resolution = traits.Float(
-        desc="working resolution (mm); default: the native voxel size, at least 1 mm")
+    inverse_xfm = File(exists=True, desc="MNI -> T1w displacement field (to mask non-cortex)")
+    method = traits.Enum("laplace", "direct", usedefault=True,
+                         desc="Laplace/Eulerian streamlines or DiReCT (antspyx)")
+
+
+class _ThicknessOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="thickness map (mm)")
+    meta = traits.Dict(desc="method description for the sidecar")
 
 
 class CorticalThickness(SimpleInterface):
-    """DiReCT cortical thickness (:func:`workflows.anat.thickness.direct_thickness`)."""
+    """Cortical thickness of the cerebral cortex (Laplace streamlines or DiReCT).
+
+    See :func:`workflows.anat.laplace_thickness.laplace_thickness` and
+    :func:`workflows.anat.thickness.direct_thickness`. With ``inverse_xfm`` the
+    template's non-cortical grey matter (cerebellum, deep nuclei) is excluded.
+    """
 
     input_spec = _ThicknessInputSpec
-    output_spec = _OutFileOutputSpec
+    output_spec = _ThicknessOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.anat.thickness import direct_thickness
+        from workflows.anat.thickness import cortical_thickness
 
-        resolution = self.inputs.resolution if isdefined(self.inputs.resolution) else None
-        thick = direct_thickness(nib.load(self.inputs.dseg), nib.load(self.inputs.tpms[0]),
-                                 nib.load(self.inputs.tpms[1]), resolution)
+        inverse_xfm = self.inputs.inverse_xfm if isdefined(self.inputs.inverse_xfm) else None
+        thick, meta = cortical_thickness(nib.load(self.inputs.dseg),
+                                         [nib.load(f) for f in self.inputs.tpms],
+                                         method=self.inputs.method, inverse_xfm=inverse_xfm)
         self._results["out_file"] = out_path(runtime, "t1w_thickness.nii.gz")
+        self._results["meta"] = meta
         nib.save(thick, self._results["out_file"])
         return runtime
 
@@ -236,7 +249,7 @@ class Morphometry(SimpleInterface):
             units = morphometry.GLOBAL_UNITS
             meta = {}
         meta.update({col: {"Units": unit} for col, unit in units.items()})
-        meta["SurfaceAreaMethod"] = "GM volume / mean DiReCT thickness per region"
+        meta["SurfaceAreaMethod"] = "GM volume / mean cortical thickness per region"
         self._results["out_file"] = out_path(runtime, "morph.tsv")
         table.to_csv(self._results["out_file"], sep="\t", index=False, na_rep="n/a")
         self._results["meta"] = json.loads(json.dumps(meta))

@@ -11,16 +11,30 @@ REFERENCES = {
     "2005.",
     "das2009": "Das SR, Avants BB, Grossman M, Gee JC. Registration based cortical thickness "
     "measurement. NeuroImage 45(3):867-879, 2009.",
+    "shattuck2001": "Shattuck DW, Sandor-Leahy SR, Schaper KA, Rottenberg DA, Leahy RM. "
+    "Magnetic resonance image tissue classification using a partial volume model. "
+    "NeuroImage 13(5):856-876, 2001.",
+    "jones2000": "Jones SE, Buchbinder BR, Aharon I. Three-dimensional mapping of cortical "
+    "thickness using Laplace's equation. Human Brain Mapping 11(1):12-32, 2000.",
+    "yezzi2003": "Yezzi AJ, Prince JL. An Eulerian PDE approach for computing tissue "
+    "thickness. IEEE Transactions on Medical Imaging 22(10):1332-1339, 2003.",
+    "acosta2009": "Acosta O, Bourgeat P, Zuluaga MA, et al. Automated voxel-based 3D cortical "
+    "thickness measurement in a combined Lagrangian-Eulerian PDE approach using partial "
+    "volume maps. Medical Image Analysis 13(5):730-743, 2009.",
+    "dahnke2013": "Dahnke R, Yotter RA, Gaser C. Cortical thickness and central surface "
+    "estimation. NeuroImage 65:336-348, 2013.",
 }
 
 
-def describe(**_settings) -> str:
+def describe(thickness_method: str = "laplace", **_settings) -> str:
     """Return the methods paragraph of the anatomical workflow.
 
     Parameters
     ----------
+    thickness_method : {"laplace", "direct"}
+        Cortical thickness method.
     **_settings
-        Run settings (unused: atlases are described by the caller).
+        Other run settings (unused: atlases are described by the caller).
 
     Returns
     -------
@@ -35,9 +49,25 @@ def describe(**_settings) -> str:
         "classification, and the skull-stripped image was normalized to the template with "
         "affine and symmetric diffeomorphic (SyN) registration [@ants] at 2 mm. CSF, GM and "
         "WM were classified with a Gaussian mixture weighted by the template tissue priors "
-        "warped to native space [@ashburner2005], which also refined the brain mask. "
-        "Cortical thickness was computed with DiReCT [@das2009] at the native voxel size "
-        "(at least 1 mm); atlases were warped to native space (nearest neighbour) and "
-        "regional GM volume, mean thickness and surface area (GM volume / mean thickness) "
-        "were tabulated."
+        "warped to native space [@ashburner2005], with mixed CSF/GM and GM/WM classes that "
+        "turn the tissue probabilities into partial-volume fractions [@shattuck2001]; the "
+        "classification also refined the brain mask. " + _THICKNESS[thickness_method] +
+        " Grey matter of the cerebellum, basal ganglia, thalami, hippocampi and amygdalae "
+        "(AAL regions warped from the template) was excluded from thickness. Atlases were "
+        "warped to native space (nearest neighbour) and regional GM volume, mean thickness "
+        "and surface area (GM volume / mean thickness) were tabulated."
     )
+
+
+_THICKNESS = {
+    "laplace": (
+        "Cortical thickness was measured along the streamlines of a Laplace field between "
+        "the GM/WM and pial boundaries [@jones2000], with path lengths from Eulerian PDEs "
+        "[@yezzi2003] that integrate the GM fraction of each voxel [@acosta2009]; buried "
+        "sulci were rebuilt as the ridge of the distance to WM [@dahnke2013]."
+    ),
+    "direct": (
+        "Cortical thickness was computed with DiReCT [@das2009] at the native voxel size "
+        "(at least 1 mm)."
+    ),
+}

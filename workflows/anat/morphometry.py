@@ -3,7 +3,7 @@
 * Volumes are sums of tissue probabilities times the voxel volume (partial volumes
   count fractionally); total intracranial volume (TIV) is CSF + GM + WM inside the
   brain mask.
-* Regional mean thickness averages the DiReCT map over the region's GM voxels with a
+* Regional mean thickness averages the thickness map over the region's GM voxels with a
   non-zero thickness.
 * Surface area per region is estimated volumetrically as ``A = V_GM / T_mean``: the
   cortex is a sheet whose volume is its mid-surface area times its thickness (for a

@@ -4,6 +4,15 @@ The model is the one of SPM's unified segmentation and of ANTs Atropos with prio
 probability images, without the Markov random field term: for voxel ``i`` and class
 ``k``, ``p(k | I_i) ∝ prior_k(i) * N(I_i; mu_k, sigma_k)``, with class means and
 variances re-estimated by expectation-maximisation (Ashburner & Friston, 2005).
+
+Voxels on a tissue boundary hold a mixture of two tissues. Without a model for them the
+GM Gaussian widens to absorb the GM/WM and CSF/GM mixtures on both of its sides and
+claims them whole, which inflates GM and thickens the cortex. Optional *mixed classes*
+(as in the partial-volume models of Santago & Gage, 1993, and Shattuck et al., 2001)
+have their mean halfway between the two pure tissues and the variance of a uniform
+mixing fraction; their posterior is shared between the two tissues in proportion to
+the fraction estimated from the intensity, so the probability maps become
+partial-volume fractions.
 """
 
 from __future__ import annotations
@@ -17,6 +26,9 @@ from bids_app.errors import InputDataError
 TISSUES = ("CSF", "GM", "WM")
 """Tissue classes in the order of the discrete segmentation labels 1, 2, 3."""
 
+TISSUE_MIXTURES = ((0, 1), (1, 2))
+"""Mixed classes modelled on tissue boundaries: CSF/GM and GM/WM."""
+
 
 def classify_tissues(
     intensity: np.ndarray,
@@ -24,6 +36,7 @@ def classify_tissues(
     mask: np.ndarray,
     n_iter: int = 15,
     prior_floor: float = 1e-3,
+    mixtures: tuple[tuple[int, int], ...] = (),
 ) -> np.ndarray:
     """Estimate class posteriors with a prior-weighted Gaussian mixture.
 
@@ -40,12 +53,16 @@ def classify_tissues(
     prior_floor : float
         Small probability added to every prior so that intensities can overrule a
         misregistered prior.
+    mixtures : tuple of (int, int)
+        Pairs of classes whose boundary voxels get a mixed class (e.g. ``((0, 1), (1, 2))``
+        for CSF/GM and GM/WM); its prior is the geometric mean of the two priors.
 
     Returns
     -------
     numpy.ndarray
-        ``(K, *intensity.shape)`` float32 posteriors, 0 outside ``mask``; they sum to 1
-        inside the mask.
+        ``(K, *intensity.shape)`` float32 probabilities of the K classes, 0 outside
+        ``mask``; they sum to 1 inside the mask. With ``mixtures`` they are tissue
+        fractions: a mixed-class voxel is shared between its two tissues.
 
     Raises
     ------
@@ -60,25 +77,46 @@ def classify_tissues(
     values = intensity[mask].astype(np.float64)
     scale = float(np.percentile(values, 99)) or 1.0
     values = values / scale
-    prior = priors[:, mask].astype(np.float64) + prior_floor
+    pure = priors[:, mask].astype(np.float64) + prior_floor
+    pure /= pure.sum(axis=0, keepdims=True)
+    prior = np.concatenate([pure] + [np.sqrt(pure[[a]] * pure[[b]]) for a, b in mixtures])
     prior /= prior.sum(axis=0, keepdims=True)
+    n_pure = len(pure)
     post = prior.copy()
-    mean, var = _weighted_moments(post, values)
+    mean, var = _weighted_moments(post[:n_pure], values)
     if np.ptp(mean) < 0.05 * values.std():
         # uninformative priors: start from intensity quantiles (classes in increasing order)
         mean = np.quantile(values, (np.arange(len(mean)) + 0.5) / len(mean))
         var = np.full(len(mean), values.var() / len(mean) ** 2)
     for iteration in range(n_iter):
         if iteration:
-            mean, var = _weighted_moments(post, values)
-        loglik = -0.5 * (values[None, :] - mean[:, None]) ** 2 / var[:, None] - 0.5 * np.log(
-            var[:, None])
+            mean, var = _weighted_moments(post[:n_pure], values)
+        all_mean, all_var = _with_mixtures(mean, var, mixtures)
+        loglik = -0.5 * (values[None, :] - all_mean[:, None]) ** 2 / all_var[:, None] \
+            - 0.5 * np.log(all_var[:, None])
         loglik -= loglik.max(axis=0, keepdims=True)
         post = prior * np.exp(loglik)
         post /= post.sum(axis=0, keepdims=True)
+    fractions = post[:n_pure].copy()
+    for k, (a, b) in enumerate(mixtures):
+        share = np.clip((values - mean[b]) / (mean[a] - mean[b]), 0.0, 1.0)
+        fractions[a] += share * post[n_pure + k]
+        fractions[b] += (1.0 - share) * post[n_pure + k]
     out = np.zeros(priors.shape, dtype=np.float32)
-    out[:, mask] = post
+    out[:, mask] = fractions
     return out
+
+
+def _with_mixtures(mean: np.ndarray, var: np.ndarray,
+                   mixtures: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Append the mean and variance of each mixed class to those of the pure classes.
+
+    A voxel with fraction ``f ~ U(0, 1)`` of tissue a has mean ``(mu_a + mu_b) / 2`` and
+    variance ``(var_a + var_b) / 2`` (noise, approximately) plus ``(mu_a - mu_b)^2 / 12``.
+    """
+    mix_mean = [0.5 * (mean[a] + mean[b]) for a, b in mixtures]
+    mix_var = [0.5 * (var[a] + var[b]) + (mean[a] - mean[b]) ** 2 / 12 for a, b in mixtures]
+    return np.concatenate([mean, mix_mean]), np.concatenate([var, mix_var])
 
 
 def bright_non_brain(intensity: np.ndarray, wm_prob: np.ndarray, mask: np.ndarray,
@@ -171,7 +209,8 @@ def segment_with_template_priors(
     priors[0] = np.maximum(priors[0], brain_prior - priors[1] - priors[2])
     other = 1.0 - brain_prior
     intensity = np.asarray(t1w.dataobj, dtype=np.float32)
-    post = classify_tissues(intensity, np.concatenate([priors, other[None]]), region, n_iter)
+    post = classify_tissues(intensity, np.concatenate([priors, other[None]]), region, n_iter,
+                            mixtures=TISSUE_MIXTURES)
     mask = refine_brain_mask(warped_mask, post)
     mask &= ~bright_non_brain(intensity, post[2], mask)
     mask = refine_brain_mask(mask.astype(np.float32), post[:3])

@@ -1,4 +1,10 @@
-"""Cortical thickness by DiReCT (Das et al., 2009), ``antspyx.kelly_kapowski``.
+"""Cortical thickness of the cerebral cortex: method choice and DiReCT.
+
+:func:`cortical_thickness` is the entry point of the workflow. The default method is
+the Laplace/Eulerian streamline thickness of
+:mod:`workflows.anat.laplace_thickness` (seconds on a 0.7 mm brain, partial-volume
+aware, buried sulci rebuilt). DiReCT (Das et al., 2009; ``antspyx.kelly_kapowski``)
+is available for comparison with ANTs pipelines; it takes tens of CPU-minutes at 1 mm.
 
 DiReCT runs on the segmentation cropped to the brain and resampled to
 ``resolution`` mm (by default the native voxel size, but never finer than 1 mm):
@@ -15,6 +21,71 @@ import nibabel as nib
 import numpy as np
 
 from workflows.anat.images import like, to_ants
+
+THICKNESS_METHODS = {
+    "laplace": "Laplace streamlines with Eulerian path-length PDEs (Jones et al. 2000; "
+               "Yezzi & Prince 2003), partial-volume weighted, buried sulci rebuilt from "
+               "the WM-distance ridge",
+    "direct": "DiReCT (Das et al. 2009), antspyx kelly_kapowski",
+}
+
+
+def cortical_thickness(dseg: nib.spatialimages.SpatialImage,
+                       tpms: list[nib.spatialimages.SpatialImage], method: str = "laplace",
+                       inverse_xfm: str | None = None) -> tuple[nib.Nifti1Image, dict]:
+    """Compute the cortical thickness map with the chosen method.
+
+    Parameters
+    ----------
+    dseg : nibabel image
+        Labels 0 background, 1 CSF, 2 GM, 3 WM.
+    tpms : list of nibabel images
+        GM, WM (and CSF) probabilities on the same grid.
+    method : {"laplace", "direct"}
+        Thickness method (see :data:`THICKNESS_METHODS`).
+    inverse_xfm : str, optional
+        Template -> T1w displacement field; when given, the template's non-cortical grey
+        matter (:func:`bids_app.resources.get_non_cortical_mask`) gets no thickness.
+
+    Returns
+    -------
+    thickness : nibabel.Nifti1Image
+        Float32 thickness (mm), 0 outside the cortex.
+    meta : dict
+        Sidecar fields: units, method, what was excluded.
+    """
+    from workflows.anat.laplace_thickness import MAX_THICKNESS_MM, laplace_thickness
+
+    if method not in THICKNESS_METHODS:
+        raise ValueError(f"unknown thickness method {method!r}; use one of "
+                         f"{', '.join(THICKNESS_METHODS)}")
+    non_cortical = _native_non_cortical(dseg, inverse_xfm) if inverse_xfm else None
+    meta = {"Units": "mm", "Method": THICKNESS_METHODS[method],
+            "NonCorticalExcluded": non_cortical is not None}
+    if method == "laplace":
+        thick = laplace_thickness(dseg, tpms[0], non_cortical=non_cortical)
+        meta["MaximumThickness"] = MAX_THICKNESS_MM
+        return thick, meta
+    thick = direct_thickness(dseg, tpms[0], tpms[1])
+    if non_cortical is not None:
+        data = np.asarray(thick.dataobj).copy()
+        data[non_cortical] = 0
+        thick = like(data, dseg)
+    return thick, meta
+
+
+def _native_non_cortical(dseg: nib.spatialimages.SpatialImage,
+                         inverse_xfm: str) -> np.ndarray | None:
+    from bids_app.resources import get_non_cortical_mask
+    from workflows.anat.normalization import apply_displacement
+
+    template_mask = get_non_cortical_mask()
+    if template_mask is None:
+        return None
+    warped = apply_displacement(template_mask, dseg, inverse_xfm,
+                                interpolation="nearestNeighbor")
+    return np.asarray(warped.dataobj) > 0.5
+
 
 DIRECT_CITATION = (
     "Das SR, Avants BB, Grossman M, Gee JC. Registration based cortical thickness "

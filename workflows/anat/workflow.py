@@ -32,13 +32,14 @@ def _pick(items, index):
 
 def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
                  omp_nthreads: int = 1, seed: int = 0, template_resolution: int = 1,
-                 name: str = "anat_wf") -> pe.Workflow:
+                 thickness_method: str = "laplace", name: str = "anat_wf") -> pe.Workflow:
     """Build the anatomical workflow of one participant.
 
     N4 bias correction, brain extraction and affine+SyN normalization to the
-    embedded MNI152 2009a template (antspyx), template-prior tissue segmentation,
-    DiReCT cortical thickness, atlases warped to native space, morphometry tables and
-    report figures; every result is written with ``ds_*`` DerivativesDataSink nodes.
+    embedded MNI152 2009a template (antspyx), template-prior tissue segmentation with
+    partial-volume classes, cortical thickness (Laplace streamlines by default),
+    atlases warped to native space, morphometry tables and report figures; every
+    result is written with ``ds_*`` DerivativesDataSink nodes.
 
     Parameters
     ----------
@@ -54,6 +55,8 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
         Random seed of the registrations.
     template_resolution : {1, 2}
         Resolution (mm) of the ``space-MNI152NLin2009aSym`` T1w output.
+    thickness_method : {"laplace", "direct"}
+        Cortical thickness method (see :data:`workflows.anat.thickness.THICKNESS_METHODS`).
     name : str
         Workflow name.
 
@@ -74,7 +77,8 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
     normalize = pe.Node(NormalizeToTemplate(seed=seed, template_resolution=template_resolution),
                         name="normalize", n_procs=omp_nthreads, mem_gb=3)
     segment = pe.Node(SegmentTissues(), name="segment", mem_gb=3)
-    thickness = pe.Node(CorticalThickness(), name="thickness", n_procs=omp_nthreads, mem_gb=2)
+    thickness = pe.Node(CorticalThickness(method=thickness_method), name="thickness",
+                        n_procs=omp_nthreads, mem_gb=3)
     atlas_to_native = pe.MapNode(AtlasToNative(), iterfield=["atlas"], name="atlas_to_native")
     atlas_to_native.inputs.atlas = list(atlases)
     regional_morph = pe.MapNode(Morphometry(), iterfield=["atlas", "atlas_file"],
@@ -104,9 +108,7 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
     ds_std2anat_xfm = pe.Node(sink("xfm", from_=TEMPLATE_SPACE, to="T1w", mode="image",
                                    meta_dict={"Type": "ITK displacement field (LPS)"}),
                               name="ds_std2anat_xfm")
-    ds_thickness = pe.Node(sink("morph", desc="thickness", meta_dict={"Units": "mm",
-                                                                   "Method": "DiReCT"}),
-                           name="ds_thickness")
+    ds_thickness = pe.Node(sink("morph", desc="thickness"), name="ds_thickness")
     ds_regional_morph = pe.MapNode(sink("morph", extension=".tsv"),
                                    iterfield=["in_file", "atlas", "meta_dict"],
                                    name="ds_regional_morph")
@@ -130,6 +132,8 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
         (bias_correct, segment, [("out_file", "in_file")]),
         (normalize, segment, [("inverse_xfm", "inverse_xfm")]),
         (segment, thickness, [("dseg", "dseg"), ("tpms", "tpms")]),
+        (normalize, thickness, [("inverse_xfm", "inverse_xfm")]),
+        (thickness, ds_thickness, [("meta", "meta_dict")]),
         (bias_correct, atlas_to_native, [("out_file", "reference")]),
         (normalize, atlas_to_native, [("inverse_xfm", "inverse_xfm")]),
         (segment, regional_morph, [("tpms", "tpms"), ("mask", "mask")]),
