@@ -228,25 +228,40 @@ NON_CORTICAL_AAL_PREFIXES = ("Cerebelum", "Vermis", "Caudate", "Putamen", "Palli
 def get_non_cortical_mask() -> nib.Nifti1Image | None:
     """Return a template-space mask of grey matter that is not cerebral cortex.
 
-    The cerebellum, vermis, basal ganglia, thalami, hippocampi and amygdalae of the AAL
-    atlas (:data:`NON_CORTICAL_AAL_PREFIXES`): a volumetric thickness is meaningless
-    there, and peers (FreeSurfer, ANTs pipelines) report thickness of the cerebral
-    cortex only.
+    The union of the cerebellum, vermis, basal ganglia, thalami, hippocampi and
+    amygdalae of the AAL atlas (:data:`NON_CORTICAL_AAL_PREFIXES`) and the subcortical
+    and brainstem labels of the Desikan-Killiany atlas: a volumetric thickness is
+    meaningless there, and peers (FreeSurfer, ANTs pipelines) report thickness of the
+    cerebral cortex only.
 
     Returns
     -------
     nibabel.Nifti1Image or None
-        uint8 mask on the AAL grid (2 mm), or ``None`` when AAL is not installed.
+        uint8 mask on the grid of the first available of the two atlases, or ``None``
+        when neither is installed.
     """
-    factory = _ATLAS_FACTORIES["AAL"]
-    atlas = factory()
-    if atlas is None:
+    from nilearn.image import resample_to_img
+
+    masks = []
+    for name, chosen in (
+        ("DesikanKilliany", lambda names: names.str.startswith("subctx")),
+        ("AAL", lambda names: names.str.startswith(NON_CORTICAL_AAL_PREFIXES)),
+    ):
+        atlas = _ATLAS_FACTORIES[name]()
+        if atlas is None:
+            continue
+        img = atlas.load()
+        indices = atlas.labels.loc[chosen(atlas.labels["name"].astype(str)), "index"]
+        mask = nib.Nifti1Image(np.isin(np.asarray(img.dataobj), indices.to_numpy())
+                               .astype(np.uint8), img.affine)
+        if masks:
+            mask = resample_to_img(mask, masks[0], interpolation="nearest",
+                                   force_resample=True, copy_header=True)
+        masks.append(mask)
+    if not masks:
         return None
-    img = atlas.load()
-    names = atlas.labels["name"].astype(str)
-    chosen = atlas.labels.loc[names.str.startswith(NON_CORTICAL_AAL_PREFIXES), "index"]
-    mask = np.isin(np.asarray(img.dataobj), chosen.to_numpy()).astype(np.uint8)
-    out = nib.Nifti1Image(mask, img.affine)
+    union = np.any([np.asarray(m.dataobj) > 0 for m in masks], axis=0).astype(np.uint8)
+    out = nib.Nifti1Image(union, masks[0].affine)
     out.header.set_xyzt_units("mm")
     return out
 

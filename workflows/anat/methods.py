@@ -52,8 +52,9 @@ def describe(thickness_method: str = "laplace", **_settings) -> str:
         "warped to native space [@ashburner2005], with mixed CSF/GM and GM/WM classes that "
         "turn the tissue probabilities into partial-volume fractions [@shattuck2001]; the "
         "classification also refined the brain mask. " + _THICKNESS[thickness_method] +
-        " Grey matter of the cerebellum, basal ganglia, thalami, hippocampi and amygdalae "
-        "(AAL regions warped from the template) was excluded from thickness. Atlases were "
+        " Grey matter of the cerebellum, brainstem, basal ganglia, thalami, hippocampi and "
+        "amygdalae (AAL and Desikan-Killiany subcortical regions warped from the template) "
+        "was excluded from thickness. Atlases were "
         "warped to native space (nearest neighbour) and regional GM volume, mean thickness "
         "and surface area (GM volume / mean thickness) were tabulated."
     )

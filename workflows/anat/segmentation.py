@@ -83,7 +83,7 @@ def classify_tissues(
     prior /= prior.sum(axis=0, keepdims=True)
     n_pure = len(pure)
     post = prior.copy()
-    mean, var = _weighted_moments(post[:n_pure], values)
+    mean, var = _robust_moments(pure, values)
     if np.ptp(mean) < 0.05 * values.std():
         # uninformative priors: start from intensity quantiles (classes in increasing order)
         mean = np.quantile(values, (np.arange(len(mean)) + 0.5) / len(mean))
@@ -105,6 +105,24 @@ def classify_tissues(
     out = np.zeros(priors.shape, dtype=np.float32)
     out[:, mask] = fractions
     return out
+
+
+def _robust_moments(prior: np.ndarray, values: np.ndarray,
+                    confident: float = 0.7) -> tuple[np.ndarray, np.ndarray]:
+    """Start each class at the median and MAD of the voxels its prior is sure of.
+
+    Prior-weighted means let a class with broad priors (CSF reaches the scalp in a
+    blurred template) start on bright non-brain voxels and drift there; medians over
+    voxels with ``prior > confident`` do not. Classes with too few such voxels fall
+    back to prior-weighted moments.
+    """
+    mean, var = _weighted_moments(prior, values)
+    for k, weights in enumerate(prior):
+        sure = values[weights > confident]
+        if sure.size >= 100:
+            mean[k] = np.median(sure)
+            var[k] = max((1.4826 * np.median(np.abs(sure - mean[k]))) ** 2, 1e-6)
+    return mean, var
 
 
 def _with_mixtures(mean: np.ndarray, var: np.ndarray,

@@ -22,6 +22,9 @@ import numpy as np
 
 from workflows.anat.images import like, to_ants
 
+COARSE_VOXEL_MM = 1.2
+"""Above this voxel size the thickness sidecar carries a warning."""
+
 THICKNESS_METHODS = {
     "laplace": "Laplace streamlines with Eulerian path-length PDEs (Jones et al. 2000; "
                "Yezzi & Prince 2003), partial-volume weighted, buried sulci rebuilt from "
@@ -62,6 +65,11 @@ def cortical_thickness(dseg: nib.spatialimages.SpatialImage,
     non_cortical = _native_non_cortical(dseg, inverse_xfm) if inverse_xfm else None
     meta = {"Units": "mm", "Method": THICKNESS_METHODS[method],
             "NonCorticalExcluded": non_cortical is not None}
+    voxel = float(max(dseg.header.get_zooms()[:3]))
+    if voxel > COARSE_VOXEL_MM:
+        meta["Warning"] = (
+            f"{voxel:.1f} mm voxels: sulci narrower than a voxel are not resolved, so "
+            "thickness is overestimated; use images of about 1 mm or finer for thickness")
     if method == "laplace":
         thick = laplace_thickness(dseg, tpms[0], non_cortical=non_cortical)
         meta["MaximumThickness"] = MAX_THICKNESS_MM
