@@ -38,7 +38,7 @@ def test_demo_exits_zero_and_writes_the_contract(demo):
     assert list((out / "logs").glob("config-*.toml"))
     citation = (out / "logs" / "CITATION.md").read_text()
     cited = set(re.findall(r"\[@([A-Za-z0-9_]+)\]", citation))
-    assert {"nipype", "ants", "das2009", "dipy"} <= cited
+    assert {"nipype", "ants", "jones2000", "yezzi2003", "dipy"} <= cited
     assert all(f"- [{key}] " in citation for key in cited)  # every citation has a reference
     for subject in ("01", "02", "03", "04"):
         sub = out / f"sub-{subject}"
