@@ -128,16 +128,19 @@ def laplace_thickness(
     # Each voxel's own segment is in both lengths: remove it once.
     thickness = from_wm + to_pial - 0.5 * source * (step_wm + step_pial)
     step = np.minimum(step_wm, step_pial)
-    joined = _joins_both_boundaries(inner, domain) & (step > 0)
+    joined = _joins_both_boundaries(inner, domain, ridge) & (step > 0)
     thickness[~joined] = 0.0
     np.minimum(thickness, max_thickness, out=thickness)
 
     field = np.zeros(labels.shape, dtype=np.float32)
     field[domain] = thickness
-    # Ridge voxels (pial boundary) take the thickness of their nearest cortex voxel.
-    nearest = ndimage.distance_transform_edt(~(domain & (field > 0)), sampling=spacing,
+    # Ridge voxels (pial boundary) next to measured cortex take the thickness of their
+    # nearest cortex voxel.
+    measured = field > 0
+    nearest = ndimage.distance_transform_edt(~measured, sampling=spacing,
                                              return_distances=False, return_indices=True)
-    filled = field[tuple(nearest)]
+    fillable = ridge & ndimage.binary_dilation(measured)
+    filled = np.where(fillable, field[tuple(nearest)], field)
     out[crop] = np.where(labels == GM, filled, 0.0)
     return like(out, dseg)
 
@@ -290,13 +293,20 @@ def _upwind_length(neighbours: np.ndarray, around: np.ndarray, centre: np.ndarra
     return length, step
 
 
-def _joins_both_boundaries(inner: np.ndarray, domain: np.ndarray) -> np.ndarray:
-    """Flag domain voxels whose connected component touches WM and the pial side."""
-    components, count = ndimage.label(domain)
+def _joins_both_boundaries(inner: np.ndarray, domain: np.ndarray,
+                           ridge: np.ndarray) -> np.ndarray:
+    """Flag domain voxels whose cortex touches WM and a true pial side.
+
+    Components are taken over the domain and the rebuilt sulci together, and the pial
+    side must be CSF or background: grey matter enclosed by WM (a nucleus, a
+    misclassified patch) has a WM-distance ridge too, which must not count as pial.
+    """
+    sheet = domain | ridge
+    components, count = ndimage.label(sheet)
     touches_wm = np.zeros(count + 1, dtype=bool)
     touches_pial = np.zeros(count + 1, dtype=bool)
-    grown_wm = ndimage.binary_dilation(inner & ~domain) & domain
-    grown_pial = ndimage.binary_dilation(~inner & ~domain) & domain
+    grown_wm = ndimage.binary_dilation(inner & ~sheet) & sheet
+    grown_pial = ndimage.binary_dilation(~inner & ~sheet) & sheet
     touches_wm[np.unique(components[grown_wm])] = True
     touches_pial[np.unique(components[grown_pial])] = True
     ok = touches_wm & touches_pial

@@ -84,6 +84,17 @@ def test_buried_sulcus_is_rebuilt_so_each_bank_keeps_its_thickness():
     assert np.median(naive[banks]) > 6.0
 
 
+def test_grey_matter_enclosed_by_white_matter_gets_no_thickness():
+    dseg, gm, _ = _shell(partial_volume=True)
+    labels = np.asarray(dseg.dataobj).copy()
+    labels[14:18, 14:18, 14:18] = 2  # a GM nucleus in the WM core
+    gm = gm.get_fdata()
+    gm[14:18, 14:18, 14:18] = 1.0
+    thick = laplace_thickness(_image(labels, (1, 1, 1)), _image(gm, (1, 1, 1))).get_fdata()
+    assert np.all(thick[14:18, 14:18, 14:18] == 0)
+    assert np.median(thick[np.asarray(dseg.dataobj) == 2]) == pytest.approx(3.0, abs=0.15)
+
+
 def test_a_convex_shell_has_no_sulcal_ridge():
     dseg, _, _ = _shell()
     assert not sulcal_ridge(np.asarray(dseg.dataobj).astype(np.int16), np.ones(3)).any()
