@@ -1,10 +1,12 @@
 """Benchmark the scale-out paths: concurrent array tasks and S3 staging (moto).
 
-    python benchmarks/scale_out.py [--tasks 8] [--workdir DIR]
+    python benchmarks/scale_out.py [--tasks 8] [--t1w-voxel-mm 2] [--workdir DIR]
+                                   [--participant-args="--modalities anat"]
 
 Prints wall time per stage and peak memory (ru_maxrss of this process and of its
-children). Array tasks run the participant level with ``--reports-only`` (selection,
-array mapping and every shared write, without the image processing).
+children). The array tasks and the S3 run process the synthetic demo data (T1w only)
+with the real anatomical pipeline, one process each; ``--participant-args=--reports-only``
+measures only selection, array mapping, the shared writes and the staging.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bids_app.synth import SynthSpec, generate_dataset
+
 
 def stage(name: str, started: float) -> float:
     now = time.monotonic()
@@ -29,21 +33,25 @@ def stage(name: str, started: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=8)
+    parser.add_argument("--t1w-voxel-mm", type=float, default=2.0)
+    parser.add_argument("--participant-args", default="--modalities anat",
+                        help="participant-level options of every task")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
+    participant = ["--skip-bids-validation", "--nprocs", "1", *args.participant_args.split()]
     root = args.workdir or Path(tempfile.mkdtemp(prefix="brainscale-bench-"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "MPLBACKEND": "Agg"}
+    os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg",
+                      ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS="1")  # also for the in-process S3 run
+    env = dict(os.environ)
     binaries = Path(sys.executable).parent
     t = time.monotonic()
-    subprocess.run([binaries / "brainscale", "synth", str(root / "bids"), "--subjects",
-                    str(args.tasks), "--sites", "2", "--modalities", "anat"], check=True,
-                   capture_output=True, env=env)
-    t = stage(f"synth ({args.tasks} participants, anat)", t)
+    generate_dataset(root / "bids", SynthSpec(subjects=args.tasks, sites=2, modalities=("anat",),
+                                              t1w_voxel_mm=args.t1w_voxel_mm))
+    t = stage(f"synth ({args.tasks} participants, T1w {args.t1w_voxel_mm:g} mm)", t)
 
     processes = [subprocess.Popen(
         [binaries / "run.py", str(root / "bids"), str(root / "out"), "participant",
-         "--reports-only", "--skip-bids-validation", "-w", str(root / f"work{i}")],
+         *participant, "-w", str(root / f"work{i}")],
         env={**env, "SLURM_ARRAY_TASK_ID": str(i)}, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL) for i in range(args.tasks)]
     codes = [p.wait() for p in processes]
@@ -64,8 +72,8 @@ def main() -> None:
                 client.upload_file(str(path), "bench", f"bids/{path.relative_to(root / 'bids')}")
         t = stage("upload dataset to (mock) S3", t)
         os.environ["AWS_BATCH_JOB_ARRAY_INDEX"] = "0"
-        code = run_main(["s3://bench/bids", "s3://bench/out", "participant", "--reports-only",
-                         "--skip-bids-validation"])
+        code = run_main(["s3://bench/bids", "s3://bench/out", "participant", *participant,
+                         "-w", str(root / "work-s3")])
         t = stage(f"S3 stage-in, run, stage-out (exit {code})", t)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

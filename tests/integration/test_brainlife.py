@@ -72,11 +72,17 @@ def sample(tmp_path_factory):
     return root, config, meta
 
 
-def test_main_maps_datatypes_to_bids_runs_and_returns_outputs(sample, tmp_path):
+@pytest.mark.parametrize("form", [
+    pytest.param({"options": "--reports-only"}, id="reports-only"),
+    pytest.param({"modalities": "anat", "options": ""}, id="anat", marks=pytest.mark.slow),
+])
+def test_main_maps_datatypes_to_bids_runs_and_returns_outputs(sample, tmp_path, form,
+                                                              check_anat_outputs):
+    """Reports only (fast), or the real anatomical pipeline (slow, checked against the truth)."""
     root, config, meta = sample
     task_dir = tmp_path / "task"
     task_dir.mkdir()
-    (task_dir / "config.json").write_text(json.dumps(config))
+    (task_dir / "config.json").write_text(json.dumps({**config, **form}))
     env = {**os.environ, "BRAINSCALE_CMD": str(Path(sys.executable).parent / "run.py"),
            "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
     result = subprocess.run([str(MAIN)], cwd=task_dir, env=env, capture_output=True, text=True)
@@ -110,6 +116,10 @@ def test_main_maps_datatypes_to_bids_runs_and_returns_outputs(sample, tmp_path):
     assert product["meta"] == {"subject": "01"}
     assert [m["type"] for m in product["brainlife"]] == ["info"]
     assert not (task_dir / "work").exists()
+    if form.get("modalities") == "anat":
+        check_anat_outputs(output, root / "synth", ["sub-01"])
+        assert "sub-01/anat/sub-01_atlas-DesikanKilliany_morph.tsv" in product["files"]
+        assert not (output / "sub-01" / "func").exists()
 
 
 def test_main_reports_failure_with_exit_code_and_error_message(sample, tmp_path):
