@@ -1,10 +1,21 @@
 """Benchmark ComBat and the graph metrics against neuroCombat and bctpy (issue 6).
 
-Prints wall time per stage (and the process CPU time, which is what matters on a
-shared machine), peak memory (ru_maxrss) and speed ratios. Sizes beyond
-what fits the machine are measured on a part and extrapolated explicitly (ComBat's
-parametric model is linear in features; the non-parametric prior is quadratic;
-graph metrics are per connectome).
+Prints, per step, the wall time, the process CPU time (what matters on a shared
+machine) and the peak resident memory, then the speed ratios against neuroCombat and
+bctpy computed on the same data (a subset, said so in each line: the references are
+too slow for the whole cohort).
+
+- ComBat: a synthetic cohort of ``--participants`` x ``--features`` float32 values
+  (default 10,000 x 79,800: the edges of 400-region connectomes) with site, age and
+  sex effects; parametric fit+transform on all of it, non-parametric on
+  ``--nonparametric-features`` columns (its prior is quadratic in the features:
+  extrapolated). neuroCombat runs on the first ``--neurocombat-participants`` x
+  ``--neurocombat-features`` of the same table.
+- Graph metrics: ``--connectomes`` modular correlation matrices of ``--regions``
+  regions, proportional threshold ``--threshold``, weighted. The default metrics
+  (everything but small-worldness) run on every connectome; small-worldness
+  (``--n-random`` random networks each) on the first ``--small-world-sample``, and is
+  extrapolated. bctpy computes the same metrics on the first ``--bct-sample``.
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_group_harmonize_graph.py
 """
@@ -22,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from workflows.group.graph import graph_metrics, prepare_connectome
+from workflows.group.graph_random import SWAPS_PER_EDGE
 from workflows.group.harmonize import ComBat
 
 TARGET_PARTICIPANTS = 10_000
@@ -29,97 +41,104 @@ TARGET_FEATURES = 79_800  # edges of a 400-region connectome
 
 
 def peak_gb() -> float:
+    """Peak resident memory of this process (GB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-_last_cpu = [time.process_time()]
-
-
-def report(stage: str, seconds: float, extra: str = "") -> None:
-    """Print wall time, CPU time since the previous report, and peak memory."""
-    cpu = time.process_time() - _last_cpu[0]
-    _last_cpu[0] = time.process_time()
+def report(stage: str, wall: float, cpu: float, extra: str = "") -> None:
+    """Print one step: wall and CPU seconds, peak memory, and a comment."""
     print(
-        f"{stage:<50s} wall {seconds:8.2f} s  cpu {cpu:8.2f} s  peak {peak_gb():5.2f} GB  {extra}",
+        f"{stage:<46s} wall {wall:8.2f} s  cpu {cpu:8.2f} s  peak {peak_gb():5.2f} GB  {extra}",
         flush=True,
     )
 
 
-def cohort(n: int, p: int, n_sites: int, seed: int = 0, dtype=np.float32):
+def timed(function, *args, **kwargs):
+    """Call ``function``; return its result, wall seconds and CPU seconds."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = function(*args, **kwargs)
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def cohort(n: int, p: int, n_sites: int, seed: int = 0):
+    """Float32 features with site (location and scale), age and sex effects."""
     rng = np.random.default_rng(seed)
     site = rng.integers(0, n_sites, n)
     age = rng.uniform(20, 80, n)
     sex = rng.integers(0, 2, n)
-    values = rng.standard_normal((n, p), dtype=np.float32).astype(dtype, copy=False)
-    values *= (0.5 + site / n_sites)[:, None].astype(dtype)
-    values += (site[:, None] * 0.3 + 0.01 * age[:, None] + 0.2 * sex[:, None]).astype(dtype)
+    values = rng.standard_normal((n, p), dtype=np.float32)
+    values *= (0.5 + site / n_sites)[:, None].astype(np.float32)
+    values += (site[:, None] * 0.3 + 0.01 * age[:, None] + 0.2 * sex[:, None]).astype(np.float32)
     covars = pd.DataFrame({"site": site, "age": age, "sex": sex})
-    return pd.DataFrame(values, columns=[f"edge{j}" for j in range(p)]), covars
-
-
-def timed(function, *args, **kwargs):
-    start = time.perf_counter()
-    result = function(*args, **kwargs)
-    return result, time.perf_counter() - start
+    return pd.DataFrame(values, columns=[f"edge{j}" for j in range(p)], copy=False), covars
 
 
 def bench_combat(args) -> None:
-    print(f"== ComBat: {args.participants} participants, {args.sites} sites")
-    (features, covars), seconds = timed(cohort, args.participants, args.features, args.sites)
-    report(f"generate {args.participants} x {args.features} float32", seconds)
+    print(f"== ComBat: {args.participants} participants x {args.features} features")
+    (features, covars), wall, cpu = timed(cohort, args.participants, args.features, args.sites)
+    report("generate float32 cohort (not a step)", wall, cpu)
     model = ComBat("site", categorical_cols=["sex"], continuous_cols=["age"])
-    _, seconds = timed(model.fit_transform, features, covars)
-    scale = TARGET_FEATURES / args.features
-    report(
-        f"ComBat parametric fit_transform ({args.features} features)",
-        seconds,
-        f"-> {TARGET_FEATURES} features: ~{seconds * scale:.0f} s (linear extrapolation)",
-    )
-    del features
-    small, covars_small = cohort(args.participants, args.nonparametric_features, args.sites)
+    harmonized, wall, cpu = timed(model.fit_transform, features, covars)
+    report("ComBat parametric fit_transform", wall, cpu, "all participants and features")
+    ours_per_entry = cpu / features.size
+    del harmonized
+    if "neurocombat" not in args.skip:
+        bench_neurocombat(args, features, covars, ours_per_entry)
+    small = features.iloc[:, : args.nonparametric_features]
     model = ComBat("site", categorical_cols=["sex"], continuous_cols=["age"], parametric=False)
-    _, seconds = timed(model.fit_transform, small, covars_small)
-    scale = (TARGET_FEATURES / args.nonparametric_features) ** 2
+    _, wall, cpu = timed(model.fit_transform, small, covars)
+    scale = (args.features / args.nonparametric_features) ** 2
     report(
-        f"ComBat non-parametric ({args.nonparametric_features} features)",
-        seconds,
-        f"-> {TARGET_FEATURES} features: ~{seconds * scale / 60:.0f} min (quadratic extrapolation)",
+        f"ComBat non-parametric, {args.nonparametric_features} features",
+        wall,
+        cpu,
+        f"-> {args.features} features: ~{cpu * scale / 60:.0f} CPU-min (quadratic)",
     )
 
 
-def bench_neurocombat(args) -> None:
+def bench_neurocombat(args, features: pd.DataFrame, covars: pd.DataFrame, ours: float) -> None:
+    """neuroCombat on a corner of the same table; ratio of CPU time per value."""
     try:
         from neuroCombat import neuroCombat
     except ImportError:
         print("neuroCombat not installed: no comparison")
         return
+    rows = slice(0, args.neurocombat_participants)
     for parametric, n_features in ((True, args.neurocombat_features), (False, 300)):
         label = "parametric" if parametric else "non-parametric"
-        features, covars = cohort(
-            args.neurocombat_participants, n_features, args.sites, dtype=np.float64
+        part = features.iloc[rows, :n_features].astype(np.float64)
+        part_covars = covars.iloc[rows].reset_index(drop=True)
+        part.index = part_covars.index
+        model = ComBat(
+            "site", categorical_cols=["sex"], continuous_cols=["age"], parametric=parametric
         )
-        model = ComBat("site", continuous_cols=["age"], parametric=parametric)
-        ours, ours_s = timed(model.fit_transform, features, covars)
+        mine, _, ours_cpu = timed(model.fit_transform, part, part_covars)
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            theirs, theirs_s = timed(
+            theirs, wall, cpu = timed(
                 neuroCombat,
-                dat=features.to_numpy().T,
-                covars=covars,
+                dat=part.to_numpy().T,
+                covars=part_covars,
                 batch_col="site",
+                categorical_cols=["sex"],
                 continuous_cols=["age"],
                 parametric=parametric,
             )
-        difference = np.abs(ours.to_numpy().T - theirs["data"]).max()
-        report(
-            f"neuroCombat {label} {args.neurocombat_participants}x{n_features}",
-            theirs_s,
-            f"ours {ours_s:.2f} s, speed ratio x{theirs_s / ours_s:.0f}, "
-            f"max |diff| {difference:.1e} (neuroCombat casts covariates to float32)",
+        difference = np.abs(mine.to_numpy().T - theirs["data"]).max()
+        extra = (
+            f"ours {ours_cpu:.2f} s: speed ratio x{cpu / ours_cpu:.0f}, max |diff| {difference:.1e}"
         )
+        if parametric:
+            whole = cpu / part.size * args.participants * args.features
+            extra += (
+                f"; neuroCombat on the whole table ~{whole / 60:.0f} CPU-min "
+                f"(linear), ratio x{cpu / part.size / ours:.0f} vs ours at full size"
+            )
+        report(f"neuroCombat {label}, {part.shape[0]} x {n_features} subset", wall, cpu, extra)
 
 
 def connectome(n_regions: int, seed: int) -> np.ndarray:
+    """Correlation matrix of 200 time points with 8 modules (has negative values)."""
     rng = np.random.default_rng(seed)
     module = np.arange(n_regions) % 8
     shared = rng.standard_normal((200, 8))
@@ -127,95 +146,145 @@ def connectome(n_regions: int, seed: int) -> np.ndarray:
     return np.corrcoef(series.T)
 
 
-def bench_graph(args) -> None:
+def bench_graph(args) -> tuple[float, float]:
+    """Graph metrics on every connectome; return CPU seconds per connectome and random network."""
     print(
-        f"== graph metrics: {args.regions} regions, proportional threshold {args.threshold}, "
-        f"{args.n_random} random networks"
+        f"== graph metrics: {args.connectomes} connectomes x {args.regions} regions, "
+        f"proportional threshold {args.threshold}, weighted"
     )
-    options = {"threshold": args.threshold, "n_random": args.n_random}
-    start = time.perf_counter()
-    for seed in range(args.graph_sample):
-        graph_metrics(connectome(args.regions, seed), **options)
-    per_connectome = (time.perf_counter() - start) / args.graph_sample
+    options = {"threshold": args.threshold, "n_random": 0}
+    wall = cpu = 0.0
+    global_rows = []
+    for seed in range(args.connectomes):
+        matrix = connectome(args.regions, seed)
+        result, seconds, cpu_seconds = timed(graph_metrics, matrix, **options)
+        wall, cpu = wall + seconds, cpu + cpu_seconds
+        global_rows.append(result.global_metrics)
+        if (seed + 1) % max(1, args.connectomes // 10) == 0:
+            print(
+                f"   {seed + 1} connectomes: {cpu / (seed + 1) * 1000:.0f} ms CPU each", flush=True
+            )
+    per_connectome = cpu / args.connectomes
     report(
-        f"graph_metrics, {args.graph_sample} connectomes",
-        per_connectome * args.graph_sample,
-        f"{per_connectome:.2f} s each -> {args.connectomes}: "
-        f"~{per_connectome * args.connectomes / 60:.0f} min on 1 core",
+        f"graph_metrics, {args.connectomes} connectomes",
+        wall,
+        cpu,
+        f"{per_connectome * 1000:.0f} ms each (no small-worldness); "
+        f"{TARGET_PARTICIPANTS}: ~{per_connectome * TARGET_PARTICIPANTS / 60:.1f} CPU-min",
     )
-    no_random = {**options, "n_random": 0}
-    start = time.perf_counter()
-    for seed in range(args.graph_sample):
-        graph_metrics(connectome(args.regions, seed), **no_random)
-    per_no_random = (time.perf_counter() - start) / args.graph_sample
+    table = pd.DataFrame(global_rows)
+    print(
+        table[["density", "clustering", "global_efficiency", "local_efficiency", "modularity"]]
+        .describe()
+        .loc[["mean", "std"]]
+        .round(4)
+        .to_string()
+    )
+
+    sample = min(args.small_world_sample, args.connectomes)
+    small_world = {**options, "n_random": args.n_random}
+    sigmas, wall, cpu = [], 0.0, 0.0
+    for seed in range(sample):
+        result, seconds, cpu_seconds = timed(
+            graph_metrics, connectome(args.regions, seed), **small_world
+        )
+        wall, cpu = wall + seconds, cpu + cpu_seconds
+        sigmas.append(result.global_metrics["small_world_sigma"])
+    extra_cost = cpu / sample - per_connectome
+    target_min = (per_connectome + extra_cost) * TARGET_PARTICIPANTS / 60
     report(
-        "graph_metrics without small-worldness",
-        per_no_random * args.graph_sample,
-        f"{per_no_random:.2f} s each",
+        f"with small-worldness ({args.n_random} random), {sample} connectomes",
+        wall,
+        cpu,
+        f"+{extra_cost * 1000:.0f} ms each ({extra_cost / args.n_random * 1000:.0f} per random "
+        f"network); {TARGET_PARTICIPANTS}: ~{target_min:.0f} CPU-min; "
+        f"sigma {np.mean(sigmas):.3f} +- {np.std(sigmas):.3f}",
     )
-    bench_bct(args, per_connectome)
+    return per_connectome, extra_cost / args.n_random
 
 
-def bench_bct(args, ours_per_connectome: float) -> None:
+def bench_bct(args, ours_per_connectome: float, ours_per_random: float) -> None:
+    """bctpy on the first connectomes of the same set; speed ratios."""
     try:
         import bct
     except ImportError:
         print("bctpy not installed: no comparison")
         return
-    matrix = prepare_connectome(connectome(args.regions, 0), threshold=args.threshold)
-    normalized = bct.normalize(matrix)
-    steps = {
-        "degree+strength": lambda: (bct.degrees_und(matrix), bct.strengths_und(matrix)),
-        "clustering_coef_wu": lambda: bct.clustering_coef_wu(normalized),
-        "distance_wei+charpath+efficiency": lambda: bct.charpath(
-            bct.distance_wei(bct.invert(normalized))[0], include_infinite=False
-        ),
-        "efficiency_wei(local=True)": lambda: bct.efficiency_wei(normalized, local=True),
-        "community_louvain+participation": lambda: bct.participation_coef(
-            matrix, bct.community_louvain(matrix, seed=0)[0]
-        ),
-        "one random network (randmio_und+C+L)": lambda: (
-            lambda r: (
-                bct.clustering_coef_wu(r),
-                bct.charpath(bct.distance_wei(bct.invert(r))[0], include_infinite=False),
-            )
-        )(bct.randmio_und(normalized, 10, seed=0)[0]),
-    }
-    total = 0.0
-    for name, step in steps.items():
-        _, seconds = timed(step)
-        repeat = args.n_random if name.startswith("one random") else 1
-        total += seconds * repeat
-        report(f"bctpy {name}", seconds, f"x{repeat}" if repeat > 1 else "")
+    sample = min(args.bct_sample, args.connectomes)
+    print(f"== bctpy on the first {sample} of the same connectomes")
+    totals: dict[str, list[float]] = {}
+    for seed in range(sample):
+        matrix = prepare_connectome(connectome(args.regions, seed), threshold=args.threshold)
+        normalized = bct.normalize(matrix)
+        steps = {
+            "degrees_und+strengths_und": lambda m=matrix: (
+                bct.degrees_und(m),
+                bct.strengths_und(m),
+            ),
+            "clustering_coef_wu": lambda w=normalized: bct.clustering_coef_wu(w),
+            "distance_wei+charpath": lambda w=normalized: bct.charpath(
+                bct.distance_wei(bct.invert(w))[0], include_infinite=False
+            ),
+            "efficiency_wei(local=True)": lambda w=normalized: bct.efficiency_wei(w, local=True),
+            "community_louvain+participation_coef": lambda m=matrix: bct.participation_coef(
+                m, bct.community_louvain(m, seed=0)[0]
+            ),
+            "one random network (randmio_und, C, L)": lambda w=normalized: (
+                lambda r: (
+                    bct.clustering_coef_wu(r),
+                    bct.charpath(bct.distance_wei(bct.invert(r))[0], include_infinite=False),
+                )
+            )(bct.randmio_und(w, SWAPS_PER_EDGE, seed=0)[0]),
+        }
+        for name, step in steps.items():
+            _, wall, cpu = timed(step)
+            previous = totals.get(name, [0.0, 0.0])
+            totals[name] = [previous[0] + wall / sample, previous[1] + cpu / sample]
+    for name, (wall, cpu) in totals.items():
+        report(f"bctpy {name}", wall, cpu, "per connectome")
+    default_wall, default = np.sum(
+        [times for name, times in totals.items() if not name.startswith("one random")], axis=0
+    )
+    random_wall, random = totals["one random network (randmio_und, C, L)"]
     report(
-        "bctpy, same metrics, one connectome",
-        total,
-        f"-> speed ratio x{total / ours_per_connectome:.0f}; {args.connectomes} connectomes: "
-        f"~{total * args.connectomes / 3600:.0f} h",
+        "bctpy, default metrics, one connectome",
+        default_wall,
+        default,
+        f"speed ratio x{default / ours_per_connectome:.0f}; "
+        f"{TARGET_PARTICIPANTS} connectomes: ~{default * TARGET_PARTICIPANTS / 3600:.0f} CPU-h",
+    )
+    report(
+        "bctpy, one random network of small-worldness",
+        random_wall,
+        random,
+        f"speed ratio x{random / ours_per_random:.0f} (same {SWAPS_PER_EDGE:g} swaps per edge)",
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--participants", type=int, default=TARGET_PARTICIPANTS)
-    parser.add_argument("--features", type=int, default=20_000)
-    parser.add_argument("--nonparametric-features", type=int, default=4_000)
+    parser.add_argument("--features", type=int, default=TARGET_FEATURES)
+    parser.add_argument("--nonparametric-features", type=int, default=2_000)
     parser.add_argument("--sites", type=int, default=10)
     parser.add_argument("--neurocombat-participants", type=int, default=2_000)
     parser.add_argument("--neurocombat-features", type=int, default=2_000)
     parser.add_argument("--connectomes", type=int, default=TARGET_PARTICIPANTS)
     parser.add_argument("--regions", type=int, default=400)
-    parser.add_argument("--graph-sample", type=int, default=20)
     parser.add_argument("--threshold", type=float, default=0.15)
     parser.add_argument("--n-random", type=int, default=10)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["combat", "neurocombat", "graph"])
+    parser.add_argument("--small-world-sample", type=int, default=50)
+    parser.add_argument("--bct-sample", type=int, default=2)
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["combat", "neurocombat", "graph", "bct"]
+    )
     args = parser.parse_args()
     if "combat" not in args.skip:
         bench_combat(args)
-    if "neurocombat" not in args.skip:
-        bench_neurocombat(args)
     if "graph" not in args.skip:
-        bench_graph(args)
+        per_connectome, per_random = bench_graph(args)
+        if "bct" not in args.skip:
+            bench_bct(args, per_connectome, per_random)
     print(f"peak memory (ru_maxrss): {peak_gb():.2f} GB")
 
 

@@ -70,6 +70,7 @@ class GroupConfig:
     covariates: tuple[str, ...] = ("age", "sex")
     target: str = "diagnosis"
     n_permutations: int = 100
+    n_random_graphs: int = 10
 
 
 @dataclass(frozen=True)
@@ -215,8 +216,9 @@ class Config:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 0")
         if self.nipype.mem_gb < 0:
             raise UsageError("--mem-gb must be >= 0")
-        if self.group.n_permutations < 0:
-            raise UsageError("--n-permutations must be >= 0")
+        for name in ("n_permutations", "n_random_graphs"):
+            if getattr(self.group, name) < 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be >= 0")
 
 
 def _convert(annotation: Any, value: Any) -> Any:

@@ -356,5 +356,7 @@ def run_group_level(config: Config) -> ExitCode:
         target=None if group.target == "none" else group.target,
         seed=config.workflow.seed,
         n_permutations=group.n_permutations,
+        n_random_graphs=group.n_random_graphs,
+        n_jobs=config.nipype.nprocs or os.cpu_count() or 1,
     )
     return ExitCode.OK

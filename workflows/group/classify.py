@@ -1,8 +1,10 @@
 """Leakage-free prediction of a phenotype from group feature tables.
 
 Everything that learns from data is fitted inside the training rows of each fold:
-ComBat harmonization (:class:`FoldComBat`), feature scaling and the model, whose
-hyperparameters are chosen by an inner cross-validation (nested CV). When sites
+ComBat harmonization (:class:`FoldComBat`), the univariate screening that linear
+models use on wide tables (e.g. 79,800 connectome edges), feature scaling and the
+model, whose hyperparameters are chosen by an inner cross-validation (nested CV,
+:class:`~workflows.group.classify_search.NestedGridSearch`). When sites
 exist the outer loop leaves one site out, so that a model is always scored on a
 site it never saw. The permutation test repeats the whole nested procedure on
 labels shuffled within sites, so that a label that is unbalanced across sites
@@ -21,26 +23,27 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.base import clone
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import (
     balanced_accuracy_score,
     mean_absolute_error,
 )
-from sklearn.model_selection import GridSearchCV, KFold, LeaveOneGroupOut, StratifiedKFold
+from sklearn.model_selection import KFold, LeaveOneGroupOut, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC, LinearSVR
 
 from bids_app.errors import InputDataError
+from workflows.group.classify_combat import FoldComBat, float_values
 from workflows.group.classify_metrics import (
     bootstrap_ci,
     classification_metrics,
     permutation_p_value,
     regression_metrics,
 )
-from workflows.group.harmonize import ComBat
+from workflows.group.classify_search import NestedGridSearch, UnivariateScreen
 from workflows.group.models import (
     BrainNetCNNClassifier,
     BrainNetCNNRegressor,
@@ -50,146 +53,11 @@ from workflows.group.models import (
 
 CLASSIFIERS = ("logreg", "linsvm", "rf", "mlp", "brainnetcnn")
 REGRESSORS = ("ridge", "linsvr", "rf", "mlp", "brainnetcnn")
-
-
-def _float_values(table: pd.DataFrame) -> np.ndarray:
-    """Return a table's values as float32 when they all are, else float64 (no copy if possible)."""
-    values = table.to_numpy()
-    return values if values.dtype in (np.float32, np.float64) else values.astype(np.float64)
-
-
-class FoldComBat(TransformerMixin, BaseEstimator):
-    """ComBat as a scikit-learn transformer that finds each row's covariates in a side table.
-
-    ``X`` must be a DataFrame whose index labels are rows of ``covars``; scikit-learn's
-    cross-validation keeps the index when it subsets a DataFrame, so that each fold
-    fits ComBat on its own training rows only.
-
-    A batch that was not in the training rows (the held-out site of leave-site-out CV)
-    is aligned without labels: the covariate effects and the pooled residual scale
-    learnt on the harmonized training rows are kept, and the new batch's residual
-    location and scale are estimated from its own rows (ComBat's model without the
-    empirical Bayes step). This uses the test rows' features and protected covariates,
-    never the target.
-
-    Parameters
-    ----------
-    covars : pandas.DataFrame
-        Batch and covariate columns, indexed like the feature rows.
-    batch_col : str
-        Column of ``covars`` holding the batch (site or scanner).
-    categorical_cols, continuous_cols : sequence of str
-        Covariates whose effects ComBat protects. Never include the prediction target.
-    eb, parametric, mean_only : bool
-        ComBat's options (see :class:`workflows.group.harmonize.ComBat`).
-    """
-
-    def __init__(
-        self,
-        covars: pd.DataFrame,
-        batch_col: str = "site",
-        categorical_cols=(),
-        continuous_cols=(),
-        eb: bool = True,
-        parametric: bool = True,
-        mean_only: bool = False,
-    ):
-        self.covars = covars
-        self.batch_col = batch_col
-        self.categorical_cols = categorical_cols
-        self.continuous_cols = continuous_cols
-        self.eb = eb
-        self.parametric = parametric
-        self.mean_only = mean_only
-
-    def _rows(self, X) -> tuple[pd.DataFrame, pd.DataFrame]:
-        if not isinstance(X, pd.DataFrame):
-            raise TypeError("FoldComBat needs a DataFrame whose index points into covars")
-        missing = X.index.difference(self.covars.index)
-        if len(missing):
-            raise InputDataError(f"no covariates for rows {list(missing[:5])}")
-        return X, self.covars.loc[X.index]
-
-    def _design(self, covars: pd.DataFrame) -> np.ndarray:
-        columns = [np.ones(len(covars))]
-        for col in self.categorical_cols:
-            for level in self.levels_[col][1:]:
-                columns.append((covars[col].to_numpy() == level).astype(float))
-        for col in self.continuous_cols:
-            columns.append(covars[col].to_numpy(dtype=float))
-        return np.column_stack(columns)
-
-    def fit(self, X, y=None):
-        """Fit ComBat on the rows of ``X``; ``y`` is ignored (the target is never used)."""
-        self._fit(X)
-        return self
-
-    def fit_transform(self, X, y=None) -> np.ndarray:
-        """Fit on ``X`` and return its harmonized rows (one ComBat pass, not two)."""
-        return self._fit(X)
-
-    def _fit(self, X) -> np.ndarray:
-        features, covars = self._rows(X)
-        self.batches_ = sorted(pd.unique(covars[self.batch_col]))
-        self.levels_ = {c: sorted(pd.unique(covars[c])) for c in self.categorical_cols}
-        self.combat_ = None
-        harmonized = _float_values(features)
-        if len(self.batches_) > 1:
-            cols = [self.batch_col, *self.categorical_cols, *self.continuous_cols]
-            self.combat_ = ComBat(
-                self.batch_col,
-                categorical_cols=tuple(self.categorical_cols),
-                continuous_cols=tuple(self.continuous_cols),
-                eb=self.eb,
-                parametric=self.parametric,
-                mean_only=self.mean_only,
-            ).fit(features, covars[cols])
-            harmonized = _float_values(self.combat_.transform(features, covars[cols]))
-        design = self._design(covars).astype(harmonized.dtype)
-        self.beta_ = np.linalg.solve(design.T @ design, design.T @ harmonized)
-        self.residual_scale_ = np.empty(harmonized.shape[1])
-        for start in range(0, harmonized.shape[1], 4096):
-            block = slice(start, start + 4096)
-            residuals = harmonized[:, block] - design @ self.beta_[:, block]
-            self.residual_scale_[block] = residuals.std(axis=0)
-        self.residual_scale_[self.residual_scale_ == 0] = 1.0
-        self.n_features_in_ = features.shape[1]
-        return harmonized
-
-    def transform(self, X) -> np.ndarray:
-        """Return the harmonized rows of ``X`` as an array (columns in ``X``'s order)."""
-        features, covars = self._rows(X)
-        out = np.empty(features.shape, dtype=_float_values(features.iloc[:0]).dtype)
-        batch = covars[self.batch_col].astype(str).to_numpy()
-        seen = np.isin(batch, [str(b) for b in self.batches_])
-        if seen.any():
-            rows = features[seen]
-            if self.combat_ is None:
-                out[seen] = _float_values(rows)
-            else:
-                cols = [self.batch_col, *self.categorical_cols, *self.continuous_cols]
-                out[seen] = _float_values(self.combat_.transform(rows, covars[seen][cols]))
-        for new_batch in pd.unique(batch[~seen]):
-            mask = batch == new_batch
-            out[mask] = self._align_new_batch(features[mask], covars[mask], new_batch)
-        return out
-
-    def _align_new_batch(self, rows: pd.DataFrame, covars: pd.DataFrame, batch) -> np.ndarray:
-        if len(rows) < 2:
-            raise InputDataError(
-                f"batch {batch!r} was not in the training rows and has fewer than 2 rows: "
-                "its location and scale cannot be estimated"
-            )
-        for col in self.categorical_cols:
-            unknown = set(covars[col]) - set(self.levels_[col])
-            if unknown:
-                raise InputDataError(f"covariate {col!r} has levels unseen in training: {unknown}")
-        effect = self._design(covars) @ self.beta_
-        residuals = _float_values(rows) - effect
-        location = residuals.mean(axis=0)
-        scale = residuals.std(axis=0)
-        scale[scale == 0] = 1.0
-        return (residuals - location) / scale * self.residual_scale_ + effect
+#: Models preceded by univariate screening when there are more than ``max_features``.
+LINEAR_MODELS = ("logreg", "linsvm", "ridge", "linsvr")
+#: Default number of features a linear model keeps after screening (see
+#: :class:`~workflows.group.classify_search.UnivariateScreen`).
+MAX_FEATURES = 5000
 
 
 def build_model(name: str, task: str, *, seed: int = 0, device: str = "auto"):
@@ -298,10 +166,13 @@ class ModelEvaluation:
     notes: list[str] = field(default_factory=list)
 
 
-def make_pipeline(estimator, *, harmonizer: FoldComBat | None) -> Pipeline:
-    """Chain (ComBat ->) standard scaling -> model."""
+def make_pipeline(
+    estimator, *, harmonizer: FoldComBat | None, screen: UnivariateScreen | None = None
+) -> Pipeline:
+    """Chain (ComBat ->) (univariate screening ->) standard scaling -> model."""
     steps = [("combat", harmonizer)] if harmonizer is not None else []
-    steps += [("scale", StandardScaler()), ("model", estimator)]
+    steps += [("screen", screen)] if screen is not None else []
+    steps += [("scale", StandardScaler(copy=screen is None)), ("model", estimator)]
     return Pipeline(steps)
 
 
@@ -354,20 +225,14 @@ def _outer_splits(y: np.ndarray, groups: np.ndarray | None, task: str, seed: int
     return f"{splitter.get_n_splits()}-fold", list(splitter.split(y, y))
 
 
-def _inner_search(pipeline: Pipeline, grid: dict, task: str, seed: int) -> GridSearchCV:
+def _inner_search(pipeline: Pipeline, grid: dict, task: str, seed: int) -> NestedGridSearch:
     inner = (
         StratifiedKFold(3, shuffle=True, random_state=seed)
         if task == "classification"
         else KFold(3, shuffle=True, random_state=seed)
     )
     scoring = "balanced_accuracy" if task == "classification" else "neg_mean_absolute_error"
-    return GridSearchCV(
-        pipeline,
-        {f"model__{k}": v for k, v in grid.items()},
-        cv=inner,
-        scoring=scoring,
-        error_score="raise",
-    )
+    return NestedGridSearch(pipeline, grid, cv=inner, scoring=scoring)
 
 
 def _decision_scores(model, X) -> np.ndarray | None:
@@ -422,6 +287,11 @@ def _top_features(final_model: Pipeline, names: list[str]) -> pd.DataFrame:
         weights = signed = np.asarray(model.feature_importances_)
     else:
         return pd.DataFrame(columns=["feature", "importance", "signed_weight"])
+    if "screen" in final_model.named_steps:  # screened-out features weigh 0
+        kept = final_model.named_steps["screen"].get_support(indices=True)
+        full = np.zeros((2, len(names)))
+        full[:, kept] = weights, signed
+        weights, signed = full
     table = pd.DataFrame({"feature": names, "importance": weights, "signed_weight": signed})
     return table.sort_values("importance", ascending=False, ignore_index=True)
 
@@ -442,6 +312,7 @@ def evaluate_model(
     n_bootstrap: int = 1000,
     device: str = "auto",
     param_grid: dict | None = None,
+    max_features: int | None = MAX_FEATURES,
 ) -> ModelEvaluation:
     """Score a model that predicts ``target`` from ``features`` with nested cross-validation.
 
@@ -477,7 +348,13 @@ def evaluate_model(
     device : str
         Torch device for the torch models.
     param_grid : dict, optional
-        Hyperparameter grid of the model (default: :func:`build_model`'s).
+        Hyperparameter grid of the model (default: :func:`build_model`'s). A grid with
+        a single candidate skips the inner cross-validation (nothing to choose).
+    max_features : int or None
+        Linear models (:data:`LINEAR_MODELS`) on more features than this keep the
+        ``max_features`` with the largest univariate F statistic, chosen on the
+        training rows of each fold (:class:`~workflows.group.classify_search.UnivariateScreen`);
+        ``None`` keeps every feature.
 
     Returns
     -------
@@ -497,8 +374,11 @@ def evaluate_model(
         notes.append(
             f"{int((~keep).sum())} participant(s) dropped for a missing target or covariate"
         )
-    X = features.loc[keep[keep].index]
-    if not np.isfinite(_float_values(X)).all():
+    if keep.all() and features.index.equals(target.index):
+        X = features  # every row used: no copy of a table that may hold gigabytes
+    else:
+        X = features.loc[keep[keep].index]
+    if not np.isfinite(float_values(X)).all():
         raise InputDataError("feature table has missing values; impute or drop them first")
     y = target.loc[X.index].to_numpy()
     task = task or infer_task(target)
@@ -518,7 +398,15 @@ def evaluate_model(
         )
     estimator, grid = build_model(model, task, seed=seed, device=device)
     grid = grid if param_grid is None else param_grid
-    search = _inner_search(make_pipeline(estimator, harmonizer=harmonizer), grid, task, seed)
+    screen = None
+    if model in LINEAR_MODELS and max_features is not None and X.shape[1] > max_features:
+        screen = UnivariateScreen(max_features, task=task)
+        notes.append(
+            f"{max_features} of {X.shape[1]} features kept by univariate F screening "
+            "inside each training fold"
+        )
+    pipeline = make_pipeline(estimator, harmonizer=harmonizer, screen=screen)
+    search = _inner_search(pipeline, grid, task, seed)
     cv_name, splits = _outer_splits(y, groups if leave_site_out else None, task, seed)
 
     y_pred, scores, folds = _nested_predictions(search, X, y, splits, task)
@@ -561,9 +449,13 @@ def evaluate_model(
 
 __all__ = [
     "CLASSIFIERS",
+    "LINEAR_MODELS",
+    "MAX_FEATURES",
     "REGRESSORS",
     "FoldComBat",
     "ModelEvaluation",
+    "NestedGridSearch",
+    "UnivariateScreen",
     "bootstrap_ci",
     "build_model",
     "evaluate_model",

@@ -2,8 +2,9 @@
 
 Every function takes a symmetric ``(n, n)`` NumPy array with a zero diagonal, where
 0 means "no edge", and returns the same values as the bctpy function named in its
-docstring (Rubinov & Sporns 2010), computed with matrix products and SciPy's
-compiled shortest-path routines instead of per-node Python loops. Weighted measures
+docstring (Rubinov & Sporns 2010), computed with matrix products and the batched
+shortest-path routines of :mod:`workflows.group.graph_paths` instead of per-node
+Python loops. Weighted measures
 expect weights in ``[0, 1]`` (see :func:`normalize_weights`), as the BCT does.
 
 References
@@ -20,8 +21,8 @@ undirected graphs. Neural Comput 29:313-331.
 from __future__ import annotations
 
 import numpy as np
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import floyd_warshall
+
+from workflows.group.graph_paths import neighbourhood_efficiency, shortest_path_lengths
 
 
 def normalize_weights(matrix: np.ndarray) -> np.ndarray:
@@ -122,27 +123,6 @@ def connection_lengths(matrix: np.ndarray, *, weighted: bool = True) -> np.ndarr
     return lengths
 
 
-def shortest_path_lengths(lengths: np.ndarray) -> np.ndarray:
-    """All-pairs shortest path lengths (bct ``distance_wei`` / ``distance_bin``).
-
-    Parameters
-    ----------
-    lengths : ndarray, shape (n, n)
-        Edge lengths, 0 where there is no edge (see :func:`connection_lengths`).
-
-    Returns
-    -------
-    ndarray, shape (n, n)
-        Distances; ``inf`` between disconnected nodes, 0 on the diagonal.
-
-    Notes
-    -----
-    Floyd-Warshall on the dense matrix (SciPy, compiled): faster than Dijkstra for
-    connectomes, whose density is rarely below a few percent.
-    """
-    return floyd_warshall(csr_matrix(lengths), directed=False)
-
-
 def path_length_and_efficiency(distances: np.ndarray) -> tuple[float, float]:
     """Characteristic path length and global efficiency of a distance matrix.
 
@@ -154,7 +134,7 @@ def path_length_and_efficiency(distances: np.ndarray) -> tuple[float, float]:
     Parameters
     ----------
     distances : ndarray, shape (n, n)
-        Output of :func:`shortest_path_lengths`.
+        Output of :func:`~workflows.group.graph_paths.shortest_path_lengths`.
 
     Returns
     -------
@@ -189,25 +169,19 @@ def local_efficiency(matrix: np.ndarray, *, weighted: bool = True) -> np.ndarray
     ndarray, shape (n,)
         Local efficiencies (0 for nodes with fewer than two neighbours).
     """
-    n = len(matrix)
-    out = np.zeros(n)
     lengths = connection_lengths(matrix, weighted=weighted)
     if weighted:
-        lengths = np.cbrt(lengths)
-        node_weights = np.cbrt(matrix)
-    else:
-        node_weights = (matrix != 0).astype(float)
-    for u in range(n):
-        neighbours = np.flatnonzero(matrix[u])
-        k = neighbours.size
-        if k < 2:
-            continue
-        sub = lengths[np.ix_(neighbours, neighbours)]
-        if not sub.any():
-            continue
-        distances = floyd_warshall(csr_matrix(sub), directed=False)
-        np.fill_diagonal(distances, np.inf)
-        inverse = 1.0 / distances
-        w = node_weights[u, neighbours]
-        out[u] = (w @ inverse @ w) / (k * (k - 1))
-    return out
+        return neighbourhood_efficiency(np.cbrt(lengths), np.cbrt(matrix))
+    return neighbourhood_efficiency(lengths, (matrix != 0).astype(float))
+
+
+__all__ = [
+    "clustering_coefficient",
+    "connection_lengths",
+    "degree",
+    "local_efficiency",
+    "normalize_weights",
+    "path_length_and_efficiency",
+    "shortest_path_lengths",
+    "strength",
+]

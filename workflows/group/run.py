@@ -152,7 +152,8 @@ def _site_effect(name, features, harmonized, covars, site_col, protected, seed, 
     return SiteEffect(name, before, after, 1 / sites.nunique(), figure)
 
 
-def _graph_metrics(data, group_dir, phenotype, target, threshold, n_random, seed, notes):
+def _graph_metrics(data, group_dir, phenotype, target, threshold, n_random, seed, notes,
+                   n_jobs=1):
     figures = {}
     for name, conn in data.connectomes.items():
         labels = _row_labels(conn.subjects)
@@ -162,6 +163,7 @@ def _graph_metrics(data, group_dir, phenotype, target, threshold, n_random, seed
             threshold=threshold,
             n_random=n_random,
             seed=seed,
+            n_jobs=n_jobs,
         )
         keys = conn.subjects[KEY_COLUMNS].set_index(labels)
         _write_tsv(keys.join(global_table), group_dir / "graph" / f"{name}_global.tsv")
@@ -301,6 +303,7 @@ def run_group(
     models: Sequence[str] | None = None,
     graph_threshold: float = 0.15,
     n_random_graphs: int = 10,
+    n_jobs: int = 1,
 ) -> Path:
     """Run the group level on the participant derivatives in ``output_dir``.
 
@@ -330,6 +333,8 @@ def run_group(
         Proportion of strongest edges kept for the graph metrics.
     n_random_graphs : int
         Random networks for small-worldness (0 to skip).
+    n_jobs : int
+        Processes for the graph metrics (one connectome per task).
 
     Returns
     -------
@@ -389,7 +394,8 @@ def run_group(
         table = pd.DataFrame([vars(effect) for effect in site_effects]).drop(columns="figure")
         _write_tsv(table.rename(columns={"name": "feature_set"}), group_dir / "site_effects.tsv")
     graph_figures = _graph_metrics(
-        data, group_dir, phenotype, target, graph_threshold, n_random_graphs, seed, notes
+        data, group_dir, phenotype, target, graph_threshold, n_random_graphs, seed, notes,
+        n_jobs,
     )
     summaries = []
     if target:

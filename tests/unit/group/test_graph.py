@@ -20,7 +20,13 @@ from workflows.group.graph_communities import (
     modularity,
     participation_coefficient,
 )
-from workflows.group.graph_random import randomize_degree_preserving, small_worldness
+from workflows.group.graph_paths import shortest_path_lengths
+from workflows.group.graph_random import (
+    SWAPS_PER_EDGE,
+    random_networks,
+    randomize_degree_preserving,
+    small_worldness,
+)
 
 bct = pytest.importorskip("bct")
 # bctpy's participation_coef divides 0 by 0 for isolated nodes before zeroing them
@@ -150,6 +156,19 @@ def test_shortest_paths_equal_bctpy_dijkstra():
     )
 
 
+def test_binary_shortest_paths_equal_bctpy_and_single_precision_is_close():
+    matrix = structural_like()
+    binary = (matrix != 0).astype(float)
+    np.testing.assert_array_equal(shortest_path_lengths(binary), bct.distance_bin(binary))
+    lengths = gm.connection_lengths(bct.normalize(matrix))
+    double, single = gm.shortest_path_lengths(lengths), shortest_path_lengths(
+        lengths, single_precision=True
+    )
+    np.testing.assert_array_equal(np.isinf(single), np.isinf(double))
+    finite = np.isfinite(double) & (double > 0)
+    assert np.max(np.abs(single[finite] / double[finite] - 1)) < 1e-6
+
+
 def test_modularity_and_participation_equal_bctpy_for_any_partition():
     matrix = threshold_proportional(np.abs(functional_like()), 0.3)
     partition = np.random.default_rng(5).integers(1, 6, len(matrix))
@@ -216,6 +235,24 @@ def test_randomization_preserves_degrees_and_weights_and_is_seeded():
     assert not np.array_equal(other, randomized)
 
 
+def test_random_networks_are_independent_degree_preserving_rewirings():
+    matrix = threshold_proportional(random_weights(40, 3), 0.2)
+    networks, n_swaps = random_networks(matrix, 4, swaps_per_edge=3, seed=2)
+    n_edges = np.count_nonzero(np.triu(matrix))
+    np.testing.assert_array_equal(n_swaps, 3 * n_edges)
+    for network in networks:
+        np.testing.assert_array_equal(gm.degree(network), gm.degree(matrix))
+        np.testing.assert_array_equal(network, network.T)
+        # no edge created twice (it would lose a weight)
+        np.testing.assert_array_equal(np.sort(network[network > 0]), np.sort(matrix[matrix > 0]))
+    assert len({network.tobytes() for network in networks}) == 4
+    # a complete graph cannot be rewired: the rewiring stops instead of looping forever
+    complete = np.ones((6, 6)) - np.eye(6)
+    unchanged, none = random_networks(complete, 2, seed=0)
+    np.testing.assert_array_equal(none, 0)
+    np.testing.assert_array_equal(unchanged[1], complete)
+
+
 def ring_lattice(n=100, k=8, rewire=0.05, seed=0):
     """Watts-Strogatz graph: ring lattice with a few rewired edges."""
     rng = np.random.default_rng(seed)
@@ -240,6 +277,29 @@ def test_small_worldness_of_watts_strogatz_and_random_graphs():
     assert again == small_world
 
 
+def test_default_rewiring_reaches_the_random_networks_of_longer_rewiring():
+    """The documented choice of SWAPS_PER_EDGE: C and L of the random networks equal
+    those of 4x longer rewiring, within the Monte Carlo error of 24 networks."""
+    lattice = ring_lattice(n=120, k=10, rewire=0.0)
+
+    def reference(swaps):
+        networks, _ = random_networks(lattice, 24, swaps_per_edge=swaps, seed=int(swaps))
+        c = [gm.clustering_coefficient(r, weighted=False).mean() for r in networks]
+        lengths = [
+            gm.path_length_and_efficiency(shortest_path_lengths(gm.connection_lengths(r)))[0]
+            for r in networks
+        ]
+        return np.array(c), np.array(lengths)
+
+    for short, long in zip(reference(SWAPS_PER_EDGE), reference(4 * SWAPS_PER_EDGE), strict=True):
+        standard_error = np.hypot(short.std(ddof=1), long.std(ddof=1)) / np.sqrt(len(short))
+        assert abs(short.mean() - long.mean()) < 4 * standard_error
+    # and far from the lattice they started from
+    assert reference(SWAPS_PER_EDGE)[0].mean() < 0.3 * gm.clustering_coefficient(
+        lattice, weighted=False
+    ).mean()
+
+
 # ---------------------------------------------------------------------- API
 def test_graph_metrics_reads_a_relmat_table_and_reports_per_node():
     names = [f"ctx-lh-region{i}" for i in range(48)]
@@ -259,6 +319,9 @@ def test_graph_metrics_table_stacks_connectomes():
     global_table, nodal_table = graph_metrics_table(connectomes, threshold=0.2, n_random=0)
     assert list(global_table.index) == ["sub-01", "sub-02"]
     assert nodal_table.shape[0] == 2 * 48
+    parallel = graph_metrics_table(connectomes, threshold=0.2, n_random=0, n_jobs=2)
+    pd.testing.assert_frame_equal(parallel[0], global_table)
+    pd.testing.assert_frame_equal(parallel[1], nodal_table)
     single = graph_metrics(connectomes["sub-02"], threshold=0.2, n_random=0)
     assert (
         global_table.loc["sub-02", "global_efficiency"]
