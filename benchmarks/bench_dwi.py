@@ -9,6 +9,7 @@ Usage::
 
     OMP_NUM_THREADS=1 ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=1 \
         python benchmarks/bench_dwi.py [--subject 03] [--atlas DesikanKilliany] [--work DIR]
+        [--anat OUT/sub-02/anat]   # with a T1w: tissue maps, CMC stopping, interface seeds
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from bids_app.resources import TEMPLATE_SPACE
 from workflows.dwi import interfaces as itf
 from workflows.dwi import tractography_interfaces as trk_itf
 
@@ -63,17 +65,40 @@ def _run(stage: str, interface, work: Path, timings: dict):
     return result.outputs
 
 
+def _anat_inputs(anat_dir: Path, subject: str) -> dict[str, object]:
+    """RegisterDWI inputs from the anatomical derivatives of one participant."""
+    prefix = anat_dir / f"sub-{subject}"
+    return {
+        "t1w_preproc": f"{prefix}_desc-preproc_T1w.nii.gz",
+        "t1w_mask": f"{prefix}_desc-brain_mask.nii.gz",
+        "t1w_tpms": [f"{prefix}_label-{t}_probseg.nii.gz" for t in ("GM", "WM", "CSF")],
+        "std2anat_xfm": f"{prefix}_from-{TEMPLATE_SPACE}_to-T1w_mode-image_xfm.nii.gz",
+    }
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared/data/ds-real-mini"))
     parser.add_argument("--subject", default="03")
     parser.add_argument("--atlas", default="DesikanKilliany")
-    parser.add_argument("--t1w-free", action="store_true",
-                        help="ignore the T1w (always the case for sub-03)")
+    parser.add_argument(
+        "--anat",
+        default=None,
+        metavar="DIR",
+        help="anatomical derivatives (sub-<label>/anat of an anat run): use the "
+        "T1w, its tissue maps and template transform, as the workflow does "
+        "when a T1w exists (default: none, as for sub-03)",
+    )
     parser.add_argument("--work", default=None)
-    parser.add_argument("--nprocs", type=int, default=2, help="parallel volume registrations")
-    parser.add_argument("--reuse-denoised", default=None, metavar="DIR",
-                        help="reuse denoise_<k>/ outputs of an earlier run in DIR")
+    parser.add_argument(
+        "--nprocs", type=int, default=2, help="processes of denoising, motion correction, tracking"
+    )
+    parser.add_argument(
+        "--reuse-denoised",
+        default=None,
+        metavar="DIR",
+        help="reuse denoise_<k>/ outputs of an earlier run in DIR",
+    )
     args = parser.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_dwi_"))
     dwi = sorted((Path(args.data) / f"sub-{args.subject}" / "dwi").glob("*_dwi.nii.gz"))
@@ -96,13 +121,22 @@ def main(argv=None) -> int:
                                  ("out_bvec", ".bvec"))}))
             print(f"denoise_{k}: reused from {prev}")
             continue
-        out = _run(f"denoise_{k}", itf.DenoiseDWI(
-            in_file=str(f), bval_file=str(f).replace(".nii.gz", ".bval"),
-            bvec_file=str(f).replace(".nii.gz", ".bvec")), work, timings)
+        out = _run(
+            f"denoise_{k}",
+            itf.DenoiseDWI(
+                in_file=str(f),
+                bval_file=str(f).replace(".nii.gz", ".bval"),
+                bvec_file=str(f).replace(".nii.gz", ".bvec"),
+                n_jobs=args.nprocs,
+            ),
+            work,
+            timings,
+        )
         denoised.append(out)
     sdc = _run("sdc_combine", itf.CorrectDistortionAndCombine(
         in_files=[d.out_file for d in denoised], bval_files=[d.out_bval for d in denoised],
-        bvec_files=[d.out_bvec for d in denoised], metadata=meta), work, timings)
+        bvec_files=[d.out_bvec for d in denoised], metadata=meta,
+        series_names=[f.name for f in dwi]), work, timings)
     print("   ", sdc.sdc_meta)
     hmc = _run("hmc", itf.CorrectMotion(in_file=sdc.out_file, bval_file=sdc.out_bval,
                                         bvec_file=sdc.out_bvec, n_jobs=args.nprocs), work, timings)
@@ -114,20 +148,60 @@ def main(argv=None) -> int:
                                               bvec_file=hmc.out_bvec, mask_file=ref.mask_file),
                   work, timings)
     res = _run("resources", itf.TemplateAtlasResources(atlas_names=[args.atlas]), work, timings)
-    reg = _run("register", itf.RegisterDWI(
-        b0_file=ref.b0_file, mask_file=ref.mask_file, atlas_names=[args.atlas],
-        atlas_files=res.atlas_files, template_file=res.template_file,
-        template_mask=res.template_mask), work, timings)
-    trk = _run("tractography", trk_itf.Tractography(
-        in_file=ref.out_file, bval_file=hmc.out_bval, bvec_file=hmc.out_bvec,
-        mask_file=ref.mask_file, fa_file=tensor.fa_file), work, timings)
-    con = _run("connectome", trk_itf.BuildConnectomes(
-        trx_file=trk.trx_files[-1], fa_file=tensor.fa_file, atlas_names=[args.atlas],
-        atlas_dwi=reg.atlas_dwi, region_tables=res.region_tables), work, timings)
-    _run("figures", trk_itf.DWIReportFigures(
-        fa_file=tensor.fa_file, mask_file=ref.mask_file, colorfa_file=tensor.colorfa_file,
-        motion_file=hmc.motion_file, trx_file=trk.trx_files[-1],
-        relmat_file=con.relmat_files[0]), work, timings)
+    anat = _anat_inputs(Path(args.anat), args.subject) if args.anat else {}
+    reg = _run(
+        "register",
+        itf.RegisterDWI(
+            b0_file=ref.b0_file,
+            mask_file=ref.mask_file,
+            atlas_names=[args.atlas],
+            atlas_files=res.atlas_files,
+            template_file=res.template_file,
+            template_mask=res.template_mask,
+            **anat,
+        ),
+        work,
+        timings,
+    )
+    trk = _run(
+        "tractography",
+        trk_itf.Tractography(
+            in_file=ref.out_file,
+            bval_file=hmc.out_bval,
+            bvec_file=hmc.out_bvec,
+            mask_file=ref.mask_file,
+            fa_file=tensor.fa_file,
+            n_jobs=args.nprocs,
+            **({"tpms_dwi": reg.tpms_dwi} if anat else {}),
+        ),
+        work,
+        timings,
+    )
+    con = _run(
+        "connectome",
+        trk_itf.BuildConnectomes(
+            trx_file=trk.trx_files[-1],
+            fa_file=tensor.fa_file,
+            atlas_names=[args.atlas],
+            atlas_dwi=reg.atlas_dwi,
+            region_tables=res.region_tables,
+        ),
+        work,
+        timings,
+    )
+    _run(
+        "figures",
+        trk_itf.DWIReportFigures(
+            fa_file=tensor.fa_file,
+            mask_file=ref.mask_file,
+            colorfa_file=tensor.colorfa_file,
+            motion_file=hmc.motion_file,
+            trx_file=trk.trx_files[-1],
+            relmat_file=con.relmat_files[0],
+        ),
+        work,
+        timings,
+    )
     total = time.perf_counter() - total
     cpu_total = _cpu_seconds() - cpu_total
 
@@ -138,10 +212,14 @@ def main(argv=None) -> int:
     print(f"mean FA in WM (FA>0.25 in mask): {fa[wm].mean():.3f} over {wm.sum()} voxels")
     for meta_k in trk.trx_meta:
         model = f"{meta_k['OrientationModel']} order {meta_k['SHOrder']}"
-        print(f"    {meta_k['Algorithm']}: {meta_k['StreamlineCount']} streamlines from "
-              f"{meta_k['SeedCount']} seeds ({model})")
-    print(f"connectome {count.shape[0]} regions, {int((count > 0).sum() // 2)} connected pairs, "
-          f"{int(count.sum() // 2)} streamlines between regions")
+        print(
+            f"    {meta_k['Algorithm']}: {meta_k['StreamlineCount']} streamlines from "
+            f"{meta_k['SeedCount']} seeds ({model}; {meta_k['SeedingRegion']})"
+        )
+    print(
+        f"connectome {count.shape[0]} regions, {int((count > 0).sum() // 2)} connected pairs, "
+        f"{int(count.sum() // 2)} streamlines between regions"
+    )
     print(f"TOTAL wall {total:.1f} s, cpu {cpu_total:.1f} s, peak memory {_peak_gb():.2f} GB")
     return 0
 

@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -341,11 +341,39 @@ def find_bids_root(path: str | os.PathLike) -> Path | None:
     return None
 
 
+def shared_source_entities(source_files: Sequence[str | os.PathLike]) -> dict[str, str]:
+    """Entities of :data:`SOURCE_ENTITIES` that every source file has with the same value.
+
+    Parameters
+    ----------
+    source_files : sequence of path-like
+        Raw BIDS files (at least one).
+
+    Returns
+    -------
+    dict
+        Entities in name order; those the files differ in (``dir`` of a dir-AP/dir-PA
+        pair) are left out.
+
+    Examples
+    --------
+    >>> shared_source_entities(["sub-02_dir-AP_dwi.nii.gz", "sub-02_dir-PA_dwi.nii.gz"])
+    {'sub': '02'}
+    """
+    entity_sets = [parse_entities(f) for f in source_files]
+    first = entity_sets[0]
+    return {
+        k: first[k]
+        for k in SOURCE_ENTITIES
+        if k in first and all(e.get(k) == first[k] for e in entity_sets[1:])
+    }
+
+
 def save_derivative(
     in_file: str | os.PathLike,
     output_dir: str | os.PathLike,
     *,
-    source_file: str | os.PathLike,
+    source_file: str | os.PathLike | Sequence[str | os.PathLike],
     suffix: str,
     extension: str,
     datatype: str,
@@ -360,9 +388,11 @@ def save_derivative(
         The file a workflow produced (in the work directory).
     output_dir : path-like
         Derivatives folder.
-    source_file : path-like
+    source_file : path-like or sequence of path-like
         The raw BIDS file it derives from: its subject/session/task/run entities are
-        reused and it is recorded under ``Sources``.
+        reused and it is recorded under ``Sources``. A result that combines several raw
+        files (e.g. the dir-AP and dir-PA series of a session) names them all: it keeps
+        the entities they share and lists every file under ``Sources``.
     suffix, extension, datatype : str
         See :func:`build_path`.
     entities : mapping, optional
@@ -375,14 +405,18 @@ def save_derivative(
     pathlib.Path
         The written derivative.
     """
-    source_entities = parse_entities(source_file)
-    merged = {k: source_entities[k] for k in SOURCE_ENTITIES if k in source_entities}
+    sources = (
+        [source_file] if isinstance(source_file, (str, os.PathLike)) else list(source_file)
+    )
+    if not sources:
+        raise UsageError(f"a {suffix} derivative needs at least one source file")
+    merged = shared_source_entities(sources)
     merged.update({k: v for k, v in (entities or {}).items() if v not in (None, "")})
     out = Path(output_dir) / build_path(merged, suffix, extension, datatype)
     copy_atomic(in_file, out)
     if datatype == "figures" and not meta:
         return out
-    sidecar = {"Sources": [bids_uri(source_file, find_bids_root(source_file))]}
+    sidecar = {"Sources": [bids_uri(src, find_bids_root(src)) for src in sources]}
     sidecar.update(meta or {})
     if extension not in (".json", ".bval", ".bvec"):
         write_json(out.with_name(out.name[: -len(extension)] + ".json"), sidecar)
@@ -398,7 +432,12 @@ _SINK_ENTITIES = (
 class _DerivativesDataSinkInputSpec(BaseInterfaceInputSpec):
     base_directory = traits.Str(mandatory=True, desc="derivatives folder (output_dir)")
     in_file = File(exists=True, mandatory=True, desc="the file to save")
-    source_file = traits.Str(mandatory=True, desc="raw BIDS file the result derives from")
+    source_file = traits.Either(
+        traits.Str,
+        traits.List(traits.Str, minlen=1),
+        mandatory=True,
+        desc="raw BIDS file the result derives from, or every raw file it combines",
+    )
     datatype = traits.Enum(*DATATYPES, mandatory=True, desc="anat, func, dwi or figures")
     suffix = traits.Str(mandatory=True, desc="BIDS suffix")
     extension = traits.Str(".nii.gz", usedefault=True, desc="file extension")
@@ -415,9 +454,10 @@ class _DerivativesDataSinkOutputSpec(TraitedSpec):
 class DerivativesDataSink(SimpleInterface):
     """Save a workflow result into the derivatives tree (Nipype node).
 
-    Entities come from ``source_file`` (subject, session, task, run...) and from the
-    entity inputs (``space``, ``desc``, ``atlas``, ``from_``...); the write is atomic and
-    a JSON sidecar with ``Sources`` and ``meta_dict`` is written beside it.
+    Entities come from ``source_file`` (subject, session, task, run...; those shared by
+    all files when it is a list) and from the entity inputs (``space``, ``desc``,
+    ``atlas``, ``from_``...); the write is atomic and a JSON sidecar with ``Sources``
+    (every source file) and ``meta_dict`` is written beside it.
     """
 
     input_spec = _DerivativesDataSinkInputSpec

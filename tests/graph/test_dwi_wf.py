@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from workflows.dwi.workflow import combined_source_file, init_dwi_wf
+from workflows.dwi.workflow import init_dwi_wf
 
 ATLAS = "DesikanKilliany"
 
@@ -42,6 +42,7 @@ def test_dwi_wf_builds_for_reversed_pe_pair(ds_real_mini, tmp_path, has_anat):
     assert wf.get_node("denoise").inputs.in_file == dwi
     assert ("denoise", "sdc") in edges
     assert wf.get_node("sdc").inputs.metadata[0]["PhaseEncodingDirection"] in ("j", "j-")
+    assert wf.get_node("sdc").inputs.series_names == [f.split("/")[-1] for f in dwi]
     anat_edge = ("inputnode", "register") in edges
     template_edge = ("resources", "register") in edges and any(
         dst == "template_file" for _, dst in edges[("resources", "register")])
@@ -49,15 +50,9 @@ def test_dwi_wf_builds_for_reversed_pe_pair(ds_real_mini, tmp_path, has_anat):
     assert template_edge is not has_anat
     assert (("register", "tractography") in edges) is has_anat
     assert (("register", "ds_dwi2anat_xfm") in edges) is has_anat
-    # outputs of the combined series lose the dir- entity they differ in
-    assert "dir-" not in wf.get_node("ds_dwi").inputs.source_file
-
-
-def test_combined_source_drops_differing_entities(tmp_path):
-    files = [str(tmp_path / "sub-02_dir-AP_run-1_dwi.nii.gz"),
-             str(tmp_path / "sub-02_dir-PA_run-1_dwi.nii.gz")]
-    assert combined_source_file(files).endswith("sub-02_run-1_dwi.nii.gz")
-    assert combined_source_file(files[:1]) == files[0]
+    # every writer names both raw series as its sources (the sink keeps shared entities)
+    for writer in ("ds_dwi", "ds_tensor", "ds_relmat", "ds_tractography"):
+        assert wf.get_node(writer).inputs.source_file == dwi
 
 
 def test_dwi_wf_builds_for_bids_examples_ds114(bids_examples, tmp_path):

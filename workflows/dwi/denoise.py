@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 from dipy.denoise.gibbs import gibbs_removal
-from dipy.denoise.localpca import mppca
+
+from workflows.dwi.mppca import mppca
+from workflows.dwi.parallel import fork_map
 
 DENOISE_METHODS = ("mppca", "patch2self", "none")
 """Accepted values of ``method`` in :func:`denoise_dwi`."""
@@ -17,6 +21,7 @@ def denoise_dwi(
     method: str = "mppca",
     mask: np.ndarray | None = None,
     patch_radius: int = 2,
+    n_threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Remove thermal noise from a 4D diffusion series.
 
@@ -27,11 +32,16 @@ def denoise_dwi(
     bvals : ndarray, shape (n,)
         b-values (used by Patch2Self).
     method : {"mppca", "patch2self", "none"}
-        MP-PCA (Veraart et al. 2016) or Patch2Self (Fadnavis et al. 2020).
+        MP-PCA (Veraart et al. 2016; :mod:`workflows.dwi.mppca`, dipy's estimator
+        vectorized) or Patch2Self (Fadnavis et al. 2020).
     mask : ndarray of bool, optional
-        Voxels to denoise (MP-PCA only; a head mask saves most of the time).
+        Voxels to denoise (MP-PCA only; a head mask saves most of the time). Voxels
+        outside keep their values.
     patch_radius : int
-        MP-PCA patch radius in voxels.
+        MP-PCA patch radius in voxels (grown until the patch has more voxels than the
+        series has volumes).
+    n_threads : int
+        Threads of MP-PCA.
 
     Returns
     -------
@@ -43,13 +53,11 @@ def denoise_dwi(
     data = np.asarray(data, dtype=np.float32)
     sigma = np.full(data.shape[:3], np.nan, dtype=np.float32)
     if method == "mppca":
-        # MP-PCA needs more volumes than patch voxels to separate noise: shrink the patch.
+        # MP-PCA separates noise only with more patch voxels than volumes: grow the patch.
         radius = patch_radius
-        while radius > 1 and (2 * radius + 1) ** 3 <= data.shape[-1]:
-            radius -= 1
-        denoised, sigma = mppca(data, mask=mask, patch_radius=radius, return_sigma=True)
-        if mask is not None:  # voxels outside the mask keep their original values
-            denoised = np.where(np.asarray(mask, bool)[..., None], denoised, data)
+        while (2 * radius + 1) ** 3 - 1 < data.shape[-1]:
+            radius += 1
+        denoised, sigma = mppca(data, mask, patch_radius=radius, n_threads=n_threads)
     elif method == "patch2self":
         from dipy.denoise.patch2self import patch2self
 
@@ -68,7 +76,7 @@ def denoise_dwi(
     return np.clip(np.asarray(denoised, dtype=np.float32), 0, None), np.asarray(sigma, np.float32)
 
 
-def remove_gibbs_ringing(data: np.ndarray, *, slice_axis: int = 2) -> np.ndarray:
+def remove_gibbs_ringing(data: np.ndarray, *, slice_axis: int = 2, n_jobs: int = 1) -> np.ndarray:
     """Remove Gibbs ringing by local subvoxel shifts (Kellner et al. 2016).
 
     Parameters
@@ -77,11 +85,22 @@ def remove_gibbs_ringing(data: np.ndarray, *, slice_axis: int = 2) -> np.ndarray
         Image or series; ringing is removed within slices normal to ``slice_axis``.
     slice_axis : int
         Acquisition slice axis.
+    n_jobs : int
+        Processes sharing the volumes of a series (each slice is corrected on its own,
+        so the result does not depend on it).
 
     Returns
     -------
     ndarray
         Corrected copy, float32, clipped at zero.
     """
-    out = gibbs_removal(np.array(data, dtype=np.float32), slice_axis=slice_axis, inplace=False)
+    data = np.array(data, dtype=np.float32)
+    correct = partial(gibbs_removal, slice_axis=slice_axis, inplace=False)
+    if data.ndim == 4 and n_jobs > 1:
+        chunks = np.array_split(np.arange(data.shape[3]), min(n_jobs, data.shape[3]))
+        out = np.concatenate(
+            fork_map(correct, [data[..., c] for c in chunks], n_jobs=n_jobs), axis=3
+        )
+    else:
+        out = correct(data)
     return np.clip(out, 0, None).astype(np.float32)

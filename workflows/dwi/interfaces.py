@@ -110,6 +110,7 @@ class _DenoiseInputSpec(SeriesInputSpec):
     method = traits.Enum(*DENOISE_METHODS, usedefault=True, desc="denoising method")
     gibbs = traits.Bool(True, usedefault=True, desc="remove Gibbs ringing")
     slice_axis = traits.Int(2, usedefault=True, desc="acquisition slice axis")
+    n_jobs = traits.Int(1, usedefault=True, desc="MP-PCA threads and Gibbs processes")
 
 
 class DenoiseDWI(SimpleInterface):
@@ -126,9 +127,13 @@ class DenoiseDWI(SimpleInterface):
         head = ndimage.binary_dilation(
             reference.brain_mask(reference.mean_b0(data, bvals)), iterations=4
         )
-        data, _ = denoise_dwi(data, bvals, method=self.inputs.method, mask=head)
+        data, _ = denoise_dwi(
+            data, bvals, method=self.inputs.method, mask=head, n_threads=self.inputs.n_jobs
+        )
         if self.inputs.gibbs:
-            data = remove_gibbs_ringing(data, slice_axis=self.inputs.slice_axis)
+            data = remove_gibbs_ringing(
+                data, slice_axis=self.inputs.slice_axis, n_jobs=self.inputs.n_jobs
+            )
         self._results["out_file"] = save_image(
             data, img.affine, out_path(runtime, "dwi_denoised.nii.gz")
         )
@@ -142,6 +147,7 @@ class _DistortionInputSpec(BaseInterfaceInputSpec):
     bval_files = InputMultiObject(File(exists=True), mandatory=True, desc=".bval files")
     bvec_files = InputMultiObject(File(exists=True), mandatory=True, desc=".bvec files")
     metadata = traits.List(traits.Dict, mandatory=True, desc="BIDS sidecar of each series")
+    series_names = traits.List(traits.Str, desc="raw file name of each series (sidecar)")
 
 
 class _DistortionOutputSpec(_SeriesOutputSpec):
@@ -182,6 +188,11 @@ class CorrectDistortionAndCombine(SimpleInterface):
             names = ", ".join(os.path.basename(f) for f in self.inputs.in_files)
             raise InputDataError(f"DWI series of one session differ in grid: {names}")
         metadata = list(self.inputs.metadata)
+        names = (
+            list(self.inputs.series_names)
+            if isdefined(self.inputs.series_names)
+            else [os.path.basename(f) for f in self.inputs.in_files]
+        )
         pair = _find_reversed_pair(metadata)
         arrays = [np.asarray(img.dataobj, dtype=np.float32) for img, _, _ in series]
         affine = series[0][0].affine
@@ -216,10 +227,7 @@ class CorrectDistortionAndCombine(SimpleInterface):
                     "reversed phase-encoding pair: symmetric 1D demons registration of the mean "
                     "b=0 images along the phase-encoding axis, Jacobian-modulated unwarping"
                 ),
-                "PhaseEncodingPair": [
-                    os.path.basename(self.inputs.in_files[plus]),
-                    os.path.basename(self.inputs.in_files[minus]),
-                ],
+                "PhaseEncodingPair": [names[plus], names[minus]],
                 "MaxDisplacementVoxels": float(np.abs(disp).max()),
             }
         data = np.concatenate(arrays, axis=-1)

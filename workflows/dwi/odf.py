@@ -9,6 +9,7 @@ from dipy.reconst.csdeconv import ConstrainedSphericalDeconvModel, response_from
 from dipy.reconst.shm import CsaOdfModel
 
 from workflows.dwi.gradients import B0_THRESHOLD, detect_shells, make_gradient_table
+from workflows.dwi.parallel import fork_map
 
 MAX_SH_ORDER = 8
 
@@ -57,6 +58,15 @@ def max_sh_order(n_directions: int) -> int:
     return order
 
 
+def _fit_coefficients(model, data: np.ndarray, mask: np.ndarray, n_jobs: int) -> np.ndarray:
+    """Spherical-harmonic coefficients of a voxelwise dipy model, slabs in parallel."""
+    slabs = np.array_split(np.arange(data.shape[2]), max(1, min(n_jobs, data.shape[2])))
+    parts = fork_map(
+        lambda z: model.fit(data[:, :, z], mask=mask[:, :, z]).shm_coeff, slabs, n_jobs=n_jobs
+    )
+    return np.concatenate(parts, axis=2)
+
+
 def fit_orientation_model(
     data: np.ndarray,
     bvals: np.ndarray,
@@ -65,6 +75,7 @@ def fit_orientation_model(
     fa: np.ndarray,
     *,
     response_fa_threshold: float = 0.7,
+    n_jobs: int = 1,
 ) -> OrientationModel:
     """Fit CSD (>= 15 directions on a shell) or CSA (>= 6) to the best-sampled shell.
 
@@ -81,6 +92,8 @@ def fit_orientation_model(
     response_fa_threshold : float
         FA above which voxels estimate the response (lowered to the 95th percentile of FA
         in the mask when fewer than 20 voxels qualify).
+    n_jobs : int
+        Processes fitting slabs of the volume (voxelwise fits: the same coefficients).
 
     Returns
     -------
@@ -107,7 +120,7 @@ def fit_orientation_model(
             gtab, shell_data, (mask & (fa >= threshold)).astype(np.uint8)
         )
         model = ConstrainedSphericalDeconvModel(gtab, response, sh_order_max=order)
-        coeff = model.fit(shell_data, mask=mask).shm_coeff
+        coeff = _fit_coefficients(model, shell_data, mask, n_jobs)
         return OrientationModel(
             "csd",
             order,
@@ -115,5 +128,5 @@ def fit_orientation_model(
             shell,
             (tuple(float(v) for v in response[0]), float(response[1])),
         )
-    coeff = CsaOdfModel(gtab, sh_order_max=order).fit(shell_data, mask=mask).shm_coeff
+    coeff = _fit_coefficients(CsaOdfModel(gtab, sh_order_max=order), shell_data, mask, n_jobs)
     return OrientationModel("csa", order, np.asarray(coeff, np.float32), shell)

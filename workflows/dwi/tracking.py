@@ -16,8 +16,11 @@ from dipy.direction import DeterministicMaximumDirectionGetter, ProbabilisticDir
 from dipy.io.stateful_tractogram import Space, StatefulTractogram
 from dipy.tracking.local_tracking import LocalTracking
 from dipy.tracking.stopping_criterion import CmcStoppingCriterion, ThresholdStoppingCriterion
-from dipy.tracking.streamline import Streamlines
+from dipy.tracking.streamline import Streamlines, length
 from dipy.tracking.utils import seeds_from_mask
+from scipy import ndimage
+
+from workflows.dwi.parallel import fork_map
 
 TRACKERS = ("deterministic", "probabilistic")
 
@@ -72,6 +75,78 @@ def tissue_stopping_criterion(
     )
 
 
+def gm_wm_interface(wm: np.ndarray, gm: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """White-matter voxels that touch grey matter: the GM/WM interface seeding region.
+
+    Parameters
+    ----------
+    wm, gm : ndarray, shape (x, y, z)
+        White- and grey-matter probabilities in diffusion space.
+    threshold : float
+        Probability above which a voxel belongs to a tissue.
+
+    Returns
+    -------
+    ndarray of bool
+        Voxels with ``wm > threshold`` that have a ``gm > threshold`` voxel among their
+        26 neighbours (or are themselves above the GM threshold too).
+    """
+    grey = np.asarray(gm, dtype=float) > threshold
+    touching = ndimage.binary_dilation(grey, structure=np.ones((3, 3, 3), dtype=bool))
+    return (np.asarray(wm, dtype=float) > threshold) & touching
+
+
+def seeding_regions(
+    mask: np.ndarray,
+    *,
+    fa: np.ndarray | None = None,
+    wm: np.ndarray | None = None,
+    gm: np.ndarray | None = None,
+    fa_threshold: float = 0.25,
+) -> dict[str, tuple[np.ndarray, str]]:
+    """Seeding region of each tracker, with a description for the sidecar.
+
+    With tissue maps (a T1w), deterministic tracking seeds in the white matter and
+    probabilistic tracking at the GM/WM interface (:func:`gm_wm_interface`; the white
+    matter when the interface is empty); without them both seed where FA is high.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (x, y, z)
+        Brain mask.
+    fa : ndarray, optional
+        FA map (used without tissue maps).
+    wm, gm : ndarray, optional
+        White- and grey-matter probabilities in diffusion space.
+    fa_threshold : float
+        FA above which a voxel counts as white matter without tissue maps.
+
+    Returns
+    -------
+    dict
+        ``{"deterministic": (seed_mask, description), "probabilistic": (...)}``.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if wm is None or gm is None:
+        if fa is None:
+            raise ValueError("seeding needs tissue maps (wm, gm) or an FA map")
+        region = (
+            mask & (np.asarray(fa) > fa_threshold),
+            f"white matter: FA > {fa_threshold} in the brain mask",
+        )
+        return {"deterministic": region, "probabilistic": region}
+    white = (mask & (np.asarray(wm) > 0.5), "white matter (T1w WM probability > 0.5)")
+    interface = mask & gm_wm_interface(wm, gm)
+    if not interface.any():
+        return {"deterministic": white, "probabilistic": white}
+    border = (
+        interface,
+        "GM/WM interface: voxels with T1w WM probability > 0.5 next to a "
+        "voxel with GM probability > 0.5 (26-neighbourhood, diffusion space)",
+    )
+    return {"deterministic": white, "probabilistic": border}
+
+
 def seed_points(seed_mask: np.ndarray, affine: np.ndarray, density: int = 1) -> np.ndarray:
     """Place ``density**3`` seeds per voxel of a mask, in world (RAS mm) coordinates.
 
@@ -104,6 +179,7 @@ def track(
     min_length: float = 10.0,
     max_length: float = 250.0,
     seed: int = 0,
+    n_jobs: int = 1,
 ) -> Streamlines:
     """Track streamlines from SH orientation distributions.
 
@@ -125,6 +201,8 @@ def track(
         Streamline length limits in mm.
     seed : int
         Random seed of the probabilistic tracker.
+    n_jobs : int
+        Processes tracking chunks of the seeds (same streamlines, in seed order).
 
     Returns
     -------
@@ -141,20 +219,27 @@ def track(
         )
     else:
         raise ValueError(f"unknown tracker {tracker!r}; use one of {TRACKERS}")
-    generator = LocalTracking(
-        getter,
-        stopping,
-        seeds,
-        affine,
-        step_size=step_size,
-        maxlen=int(max_length / step_size),
-        return_all=False,
-        random_seed=seed,
-    )
-    streamlines = Streamlines(generator)
-    lengths = np.array([np.sum(np.linalg.norm(np.diff(s, axis=0), axis=1)) for s in streamlines])
-    keep = np.flatnonzero(lengths >= min_length) if len(streamlines) else []
-    return Streamlines([streamlines[i] for i in keep])
+
+    def track_chunk(chunk: np.ndarray) -> Streamlines:
+        generator = LocalTracking(
+            getter,
+            stopping,
+            chunk,
+            affine,
+            step_size=step_size,
+            maxlen=int(max_length / step_size),
+            return_all=False,
+            random_seed=seed,
+        )
+        lines = Streamlines(generator)
+        return lines[np.flatnonzero(length(lines) >= min_length)] if len(lines) else lines
+
+    # dipy seeds its generator at every seed point: chunks give the same streamlines
+    chunks = np.array_split(np.asarray(seeds), max(1, min(n_jobs, len(seeds))))
+    streamlines = Streamlines()
+    for part in fork_map(track_chunk, chunks, n_jobs=n_jobs):
+        streamlines.extend(part)
+    return streamlines
 
 
 def save_trx(streamlines: Streamlines, reference: nib.Nifti1Image, path: str | Path) -> Path:

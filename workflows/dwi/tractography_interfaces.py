@@ -26,6 +26,7 @@ from workflows.dwi.tracking import (
     load_trx,
     save_trx,
     seed_points,
+    seeding_regions,
     tissue_stopping_criterion,
     track,
 )
@@ -40,6 +41,7 @@ class _TractographyInputSpec(SeriesInputSpec):
     max_angle = traits.Float(30.0, usedefault=True, desc="largest turn (degrees)")
     fa_threshold = traits.Float(0.15, usedefault=True, desc="FA stopping threshold (no T1w)")
     seed = traits.Int(0, usedefault=True, desc="random seed")
+    n_jobs = traits.Int(1, usedefault=True, desc="processes (ODF fit and tracking)")
 
 
 class _TractographyOutputSpec(TraitedSpec):
@@ -61,7 +63,7 @@ class Tractography(SimpleInterface):
         fa_img = nib.load(inp.fa_file)
         fa = fa_img.get_fdata(dtype=np.float32)
         model = fit_orientation_model(
-            np.asarray(img.dataobj, dtype=np.float32), bvals, bvecs, mask, fa
+            np.asarray(img.dataobj, dtype=np.float32), bvals, bvecs, mask, fa, n_jobs=inp.n_jobs
         )
         voxel = float(np.mean(voxel_size(img)))
         if isdefined(inp.tpms_dwi) and len(inp.tpms_dwi) == 3:
@@ -69,17 +71,16 @@ class Tractography(SimpleInterface):
             stopping = tissue_stopping_criterion(
                 wm * mask, gm * mask, csf * mask, step_size=inp.step_size, voxel_size=voxel
             )
-            seed_mask = mask & (wm > 0.5)
             stop_desc = "continuous map criterion on T1w tissue probabilities (CMC)"
-            seed_desc = "white matter (T1w WM probability > 0.5)"
+            regions = seeding_regions(mask, wm=wm, gm=gm)
         else:
             stopping = fa_stopping_criterion(fa * mask, inp.fa_threshold)
-            seed_mask = mask & (fa > 0.25)
             stop_desc = f"FA < {inp.fa_threshold}"
-            seed_desc = "FA > 0.25 in the brain mask"
-        seeds = seed_points(seed_mask, img.affine, inp.seed_density)
+            regions = seeding_regions(mask, fa=fa)
         files, descs, metas = [], [], []
         for tracker, desc in (("deterministic", "det"), ("probabilistic", "prob")):
+            seed_mask, seed_desc = regions[tracker]
+            seeds = seed_points(seed_mask, img.affine, inp.seed_density)
             lines = track(
                 model.shm_coeff,
                 stopping,
@@ -89,6 +90,7 @@ class Tractography(SimpleInterface):
                 step_size=inp.step_size,
                 max_angle=inp.max_angle,
                 seed=inp.seed,
+                n_jobs=inp.n_jobs,
             )
             files.append(str(save_trx(lines, fa_img, out_path(runtime, f"{desc}.trx"))))
             descs.append(desc)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nipype.interfaces.utility import IdentityInterface
+from nipype.interfaces.utility import Function, IdentityInterface
 from nipype.pipeline import engine as pe
 
-from bids_app.derivatives import DerivativesDataSink, parse_entities
+from bids_app.derivatives import DerivativesDataSink
 from workflows.dwi.interfaces import (
     CorrectDistortionAndCombine,
     CorrectMotion,
@@ -28,32 +28,6 @@ OUTPUT_FIELDS = [
     "dwi_preproc", "bval", "bvec", "dwi_mask", "dwi_ref", "fa", "tensor_maps",
     "tractograms", "relmats", "motion_file", "figures",
 ]
-
-
-def combined_source_file(dwi_files: list[str]) -> str:
-    """Name the source of outputs combining several series (entities they differ in dropped).
-
-    Parameters
-    ----------
-    dwi_files : list of str
-        Raw DWI series of one session.
-
-    Returns
-    -------
-    str
-        The first file's path when there is one series; otherwise a path in the same
-        folder whose name keeps only the entities shared by all series.
-    """
-    if len(dwi_files) == 1:
-        return str(dwi_files[0])
-    entity_sets = [parse_entities(f) for f in dwi_files]
-    first = entity_sets[0]
-    shared = [
-        k for k in first
-        if k not in ("suffix", "extension") and all(e.get(k) == first[k] for e in entity_sets[1:])
-    ]
-    name = "_".join(f"{k}-{first[k]}" for k in shared) + "_dwi.nii.gz"
-    return str(Path(dwi_files[0]).with_name(name))
 
 
 def _pick_probabilistic(trx_files):
@@ -124,7 +98,8 @@ def init_dwi_wf(
     n_series = len(dwi_files)
     if not n_series or {len(bval_files), len(bvec_files), len(metadata)} != {n_series}:
         raise ValueError("dwi_files, bval_files, bvec_files and metadata must have equal length")
-    source_file = combined_source_file(dwi_files)
+    # outputs of combined series keep the entities they share and list every raw series
+    source_file = [str(f) for f in dwi_files]
     workflow = pe.Workflow(name=name)
     workflow.__desc__ = __doc__
     inputnode = pe.Node(IdentityInterface(fields=INPUT_FIELDS), name="inputnode")
@@ -132,12 +107,14 @@ def init_dwi_wf(
     threads = {"num_threads": omp_nthreads}
     workflow.add_nodes([inputnode])  # a public face even when no anatomy is connected
 
-    denoise = pe.MapNode(DenoiseDWI(method=denoise_method), name="denoise",
-                         iterfield=["in_file", "bval_file", "bvec_file"])
+    denoise = pe.MapNode(DenoiseDWI(method=denoise_method, n_jobs=omp_nthreads),
+                         name="denoise", iterfield=["in_file", "bval_file", "bvec_file"],
+                         n_procs=omp_nthreads)
     denoise.inputs.in_file = list(dwi_files)
     denoise.inputs.bval_file = list(bval_files)
     denoise.inputs.bvec_file = list(bvec_files)
-    sdc = pe.Node(CorrectDistortionAndCombine(metadata=list(metadata)), name="sdc")
+    sdc = pe.Node(CorrectDistortionAndCombine(
+        metadata=list(metadata), series_names=[Path(f).name for f in dwi_files]), name="sdc")
     hmc = pe.Node(CorrectMotion(target=hmc_target, seed=seed, n_jobs=omp_nthreads), name="hmc",
                   n_procs=omp_nthreads)
     dwi_reference = pe.Node(DWIReference(), name="dwi_reference", n_procs=omp_nthreads)
@@ -147,7 +124,8 @@ def init_dwi_wf(
                         name="resources")
     register = pe.Node(RegisterDWI(atlas_names=list(atlases)), name="register", **threads)
     tractography = pe.Node(Tractography(seed=seed, seed_density=seed_density,
-                                        step_size=step_size), name="tractography")
+                                        step_size=step_size, n_jobs=omp_nthreads),
+                           name="tractography", n_procs=omp_nthreads)
     report_figures = pe.Node(DWIReportFigures(), name="report_figures")
     if not has_anat:
         report_figures.inputs.note = (
@@ -219,24 +197,34 @@ def init_dwi_wf(
         ])
         # fmt: on
     _connect_writers(workflow, output_dir=str(output_dir), source_file=source_file,
+                     denoise_method=denoise_method,
                      nodes={"sdc": sdc, "hmc": hmc, "dwi_reference": dwi_reference,
                             "tensor": tensor, "tractography": tractography,
                             "register": register, "report_figures": report_figures})
     return workflow
 
 
-def _preproc_sidecar(sdc_meta):
-    """Sidecar of the preprocessed series: fixed facts plus the distortion-correction note."""
-    meta = {"SkullStripped": False, "Denoising": "MP-PCA (dipy)",
+DENOISING = {"mppca": "MP-PCA (dipy's estimator, vectorized)",
+             "patch2self": "Patch2Self (dipy)", "none": "none"}
+"""Sidecar description of each ``denoise_method``."""
+
+
+def _preproc_sidecar(sdc_meta, denoising):
+    """Sidecar of the preprocessed series: the steps run plus the distortion-correction note."""
+    meta = {"SkullStripped": False, "Denoising": denoising,
             "GibbsRingingRemoval": True, "MotionCorrection": "ANTs, per volume, b-vectors rotated",
             "B1BiasCorrection": "N4 on the mean b=0"}
     meta.update(sdc_meta)
     return meta
 
 
-def _connect_writers(workflow: pe.Workflow, *, output_dir: str, source_file: str,
-                     nodes: dict[str, pe.Node]) -> None:
+def _connect_writers(workflow: pe.Workflow, *, output_dir: str, source_file: list[str],
+                     denoise_method: str, nodes: dict[str, pe.Node]) -> None:
     """Add the ``ds_*`` derivative writers of the diffusion workflow."""
+    preproc_meta = pe.Node(Function(input_names=["sdc_meta", "denoising"],
+                                    output_names=["meta"], function=_preproc_sidecar),
+                           name="preproc_meta")
+    preproc_meta.inputs.denoising = DENOISING[denoise_method]
     common = {"base_directory": output_dir, "source_file": source_file}
     ds_dwi = pe.Node(DerivativesDataSink(**common, datatype="dwi", suffix="dwi", desc="preproc"),
                      name="ds_dwi")
@@ -265,7 +253,8 @@ def _connect_writers(workflow: pe.Workflow, *, output_dir: str, source_file: str
     # fmt: off
     workflow.connect([
         (nodes["dwi_reference"], ds_dwi, [("out_file", "in_file")]),
-        (nodes["sdc"], ds_dwi, [(("sdc_meta", _preproc_sidecar), "meta_dict")]),
+        (nodes["sdc"], preproc_meta, [("sdc_meta", "sdc_meta")]),
+        (preproc_meta, ds_dwi, [("meta", "meta_dict")]),
         (nodes["hmc"], ds_bval, [("out_bval", "in_file")]),
         (nodes["hmc"], ds_bvec, [("out_bvec", "in_file")]),
         (nodes["hmc"], ds_confounds, [("motion_file", "in_file")]),

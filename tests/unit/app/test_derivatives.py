@@ -100,3 +100,28 @@ def test_datasink_node_writes_entities_sidecar_and_sources(tmp_path):
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["Sources"] == ["bids:raw:sub-01/func/sub-01_task-rest_run-1_bold.nii.gz"]
     assert sidecar["trans_x"] == {"Units": "mm"}
+
+
+def test_datasink_with_several_sources_keeps_shared_entities_and_lists_all(tmp_path):
+    raw = tmp_path / "raw"
+    (raw / "sub-02" / "dwi").mkdir(parents=True)
+    (raw / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
+    sources = [raw / "sub-02" / "dwi" / f"sub-02_dir-{d}_run-1_dwi.nii.gz" for d in ("AP", "PA")]
+    for source in sources:
+        source.write_bytes(b"")
+    result = tmp_path / "fa.nii.gz"
+    result.write_bytes(b"fa")
+    sink = DerivativesDataSink(base_directory=str(tmp_path / "out"), datatype="dwi",
+                               suffix="dwimap", model="tensor", param="fa",
+                               in_file=str(result), source_file=[str(s) for s in sources])
+    out = Path(sink.run(cwd=str(tmp_path)).outputs.out_file)
+    # dir- differs between the series and is dropped; run- is shared and kept
+    assert out == tmp_path / "out/sub-02/dwi/sub-02_run-1_model-tensor_param-fa_dwimap.nii.gz"
+    sidecar = json.loads(out.with_name(out.name.replace(".nii.gz", ".json")).read_text())
+    assert sidecar["Sources"] == [f"bids:raw:sub-02/dwi/{s.name}" for s in sources]
+    # a one-element list is the same as the single file
+    single = DerivativesDataSink(base_directory=str(tmp_path / "one"), datatype="dwi",
+                                 suffix="dwimap", model="tensor", param="fa",
+                                 in_file=str(result), source_file=[str(sources[0])])
+    out_one = Path(single.run(cwd=str(tmp_path)).outputs.out_file)
+    assert out_one.name == "sub-02_dir-AP_run-1_model-tensor_param-fa_dwimap.nii.gz"

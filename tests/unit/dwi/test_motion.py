@@ -69,3 +69,17 @@ def test_framewise_displacement_of_known_motion():
     np.testing.assert_allclose(frame["framewise_displacement"].iloc[1], 1.0)
     np.testing.assert_allclose(frame["framewise_displacement"].iloc[2], 1.0 + 50 * 0.01)
     np.testing.assert_allclose(frame["rot_z"].iloc[2], 0.01)
+
+
+def test_translations_are_reported_at_the_volume_centre():
+    center = np.array([60.0, 60.0, 40.0])  # a grid whose origin is a corner
+    turn = np.eye(4)
+    turn[:3, :3] = rotation_matrix(0.0, 0.0, 0.02)
+    turn[:3, 3] = center - turn[:3, :3] @ center  # rotation about the centre
+    mats = np.stack([np.eye(4), turn])
+    about_centre = motion_parameters(mats, center=center)
+    np.testing.assert_allclose(about_centre[["trans_x", "trans_y", "trans_z"]].iloc[1], 0,
+                               atol=1e-12)
+    np.testing.assert_allclose(about_centre["framewise_displacement"].iloc[1], 50 * 0.02)
+    # at the corner the same rotation looks like a ~1.7 mm shift as well
+    assert motion_parameters(mats)["framewise_displacement"].iloc[1] > 2.5

@@ -6,7 +6,15 @@ import pytest
 from workflows.dwi.connectome import build_connectome, streamline_lengths
 from workflows.dwi.odf import fit_orientation_model, max_sh_order
 from workflows.dwi.tensor import fit_tensor
-from workflows.dwi.tracking import fa_stopping_criterion, load_trx, save_trx, seed_points, track
+from workflows.dwi.tracking import (
+    fa_stopping_criterion,
+    gm_wm_interface,
+    load_trx,
+    save_trx,
+    seed_points,
+    seeding_regions,
+    track,
+)
 
 from .conftest import FIBRE_EVALS, gradient_scheme, tensor_signal
 
@@ -104,3 +112,43 @@ def test_tracking_follows_crossing_bundles_and_connectome(crossing, tracker, tmp
     np.testing.assert_allclose(
         streamline_lengths(loaded), streamline_lengths(streamlines), rtol=1e-4
     )
+
+
+def test_gm_wm_interface_is_the_white_matter_layer_touching_grey_matter():
+    # grey matter for x < 4, white matter for x >= 4 (partial volume 0.6 WM at x = 4)
+    x = np.indices((10, 8, 6))[0]
+    gm = np.where(x < 4, 1.0, 0.0)
+    wm = np.where(x >= 4, 1.0, 0.0)
+    wm[x == 4], gm[x == 4] = 0.6, 0.4
+    interface = gm_wm_interface(wm, gm)
+    np.testing.assert_array_equal(interface, x == 4)
+    mask = np.ones(x.shape, bool)
+    mask[:, :, 0] = False
+    regions = seeding_regions(mask, wm=wm, gm=gm)
+    np.testing.assert_array_equal(regions["deterministic"][0], mask & (x >= 4))
+    np.testing.assert_array_equal(regions["probabilistic"][0], mask & (x == 4))
+    assert "interface" in regions["probabilistic"][1]
+    # no grey matter next to the white matter: probabilistic seeds fall back to the WM
+    regions = seeding_regions(mask, wm=wm, gm=np.zeros_like(gm))
+    np.testing.assert_array_equal(regions["probabilistic"][0], regions["deterministic"][0])
+    # without tissue maps both trackers seed where FA is high
+    fa = np.where(x > 6, 0.5, 0.1)
+    regions = seeding_regions(mask, fa=fa)
+    for seed_mask, _ in regions.values():
+        np.testing.assert_array_equal(seed_mask, mask & (x > 6))
+
+
+def test_parallel_odf_fit_and_tracking_equal_the_serial_ones(crossing):
+    data, bvals, bvecs, affine, _, wm = crossing
+    mask = np.ones(SHAPE, dtype=bool)
+    fa = fit_tensor(data, bvals, bvecs, mask)["fa"]
+    serial = fit_orientation_model(data, bvals, bvecs, mask, fa)
+    parallel = fit_orientation_model(data, bvals, bvecs, mask, fa, n_jobs=2)
+    np.testing.assert_array_equal(parallel.shm_coeff, serial.shm_coeff)
+    seeds = seed_points(wm, affine, density=1)[::4]
+    for tracker in ("deterministic", "probabilistic"):
+        runs = [track(serial.shm_coeff, fa_stopping_criterion(fa, 0.1), seeds, affine,
+                      tracker=tracker, seed=3, n_jobs=n_jobs) for n_jobs in (1, 2)]
+        assert len(runs[0]) == len(runs[1]) > 0
+        for one, two in zip(*runs, strict=True):
+            np.testing.assert_array_equal(one, two)

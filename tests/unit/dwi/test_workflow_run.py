@@ -72,6 +72,9 @@ def test_workflow_writes_every_derivative(tmp_path):
     assert bvals.size == bvecs.shape[1] == preproc.shape[-1]
     sidecar = json.loads((dwi_dir / f"{prefix}_desc-preproc_dwi.json").read_text())
     assert "reversed phase-encoding" in sidecar["SusceptibilityDistortionCorrection"]
+    assert sidecar["Sources"] == files  # both raw series (outside a BIDS root: paths)
+    assert sidecar["PhaseEncodingPair"] == ["sub-phantom_dir-PA_dwi.nii.gz",
+                                            "sub-phantom_dir-AP_dwi.nii.gz"]  # j, then j-
 
     # FA and MD of the full pipeline against the simulated tensors
     fa = nib.load(dwi_dir / f"{prefix}_model-tensor_param-fa_dwimap.nii.gz").get_fdata()
@@ -84,10 +87,15 @@ def test_workflow_writes_every_derivative(tmp_path):
     for param in ("ad", "rd", "colorfa"):
         assert (dwi_dir / f"{prefix}_model-tensor_param-{param}_dwimap.nii.gz").exists()
 
+    trx_meta = {}
     for desc in ("det", "prob"):
-        trx_meta = json.loads((dwi_dir / f"{prefix}_desc-{desc}_tractography.json").read_text())
-        assert trx_meta["SeedCount"] > 0 and trx_meta["StreamlineCount"] > 0
-        assert "CMC" in trx_meta["StoppingCriterion"]
+        trx_meta[desc] = json.loads(
+            (dwi_dir / f"{prefix}_desc-{desc}_tractography.json").read_text())
+        assert trx_meta[desc]["SeedCount"] > 0 and trx_meta[desc]["StreamlineCount"] > 0
+        assert "CMC" in trx_meta[desc]["StoppingCriterion"]
+    # with tissue maps, probabilistic seeds lie on the GM/WM interface, a part of the WM
+    assert "interface" in trx_meta["prob"]["SeedingRegion"]
+    assert trx_meta["prob"]["SeedCount"] < trx_meta["det"]["SeedCount"]
     for meas in ("count", "countnorm", "meanlength", "meanfa"):
         frame = pd.read_csv(dwi_dir / f"{prefix}_atlas-{ATLAS}_meas-{meas}_relmat.tsv", sep="\t")
         assert frame.columns[0] == "node"
