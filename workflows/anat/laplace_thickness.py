@@ -109,7 +109,8 @@ def laplace_thickness(
     potential = np.where(inner & ~domain, 0.0, 1.0)
     index = np.full(labels.shape, OUTSIDE, dtype=np.int64)
     index[domain] = np.arange(int(domain.sum()))
-    neighbours = _neighbour_table(index)
+    # Domain index of each voxel's -e_i and +e_i neighbours (OUTSIDE when not in the domain).
+    neighbours = _neighbour_values(index, domain, constant_values=OUTSIDE)
 
     potential[domain] = _solve_laplace(potential, domain, neighbours, spacing, tolerance)
     tangent = _unit_gradient(potential, spacing)[:, domain]
@@ -117,7 +118,7 @@ def laplace_thickness(
     # Upwind coefficients |T_i| / h_i; each axis contributes through its neighbour of
     # lower (L0) or higher (L1) potential, which keeps the dependencies acyclic.
     coeff = np.abs(tangent) / spacing[:, None]
-    around = _neighbour_values(potential, domain)
+    around = _neighbour_values(potential, domain, mode="edge")
     centre = potential[domain]
     lower = np.argmin(around, axis=1)  # (3, n): 0 for the -e_i side, 1 for +e_i
     higher = 1 - lower
@@ -195,38 +196,22 @@ def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
 
 
-def _neighbour_table(index: np.ndarray) -> np.ndarray:
-    """Domain index of each domain voxel's -e_i and +e_i neighbours, shape (3, 2, n)."""
-    padded = np.pad(index, 1, constant_values=OUTSIDE)
-    coords = np.nonzero(index >= 0)
-    table = np.empty((3, 2, coords[0].size), dtype=np.int64)
-    for axis in range(3):
-        for side, shift in enumerate((-1, 1)):
-            moved = [c + 1 for c in coords]
-            moved[axis] = moved[axis] + shift
-            table[axis, side] = padded[tuple(moved)]
-    return table
-
-
 def _solve_laplace(potential: np.ndarray, domain: np.ndarray, neighbours: np.ndarray,
                    spacing: np.ndarray, tolerance: float) -> np.ndarray:
     """Solve the 7-point Laplace equation on the domain with Dirichlet values outside."""
     n = neighbours.shape[2]
     weights = 1.0 / spacing**2
-    coords = np.nonzero(domain)
-    padded = np.pad(potential, 1, mode="edge")
+    boundary = _neighbour_values(potential, domain, mode="edge")
     rows, cols, vals = [], [], []
     rhs = np.zeros(n)
     for axis in range(3):
-        for side, shift in enumerate((-1, 1)):
+        for side in (0, 1):
             nb = neighbours[axis, side]
             inside = nb >= 0
             rows.append(np.flatnonzero(inside))
             cols.append(nb[inside])
             vals.append(np.full(int(inside.sum()), -weights[axis]))
-            moved = [c + 1 for c in coords]
-            moved[axis] = moved[axis] + shift
-            rhs += np.where(inside, 0.0, weights[axis] * padded[tuple(moved)])
+            rhs += np.where(inside, 0.0, weights[axis] * boundary[axis, side])
     diagonal = np.full(n, 2 * weights.sum())
     matrix = coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                         shape=(n, n)).tocsr() + diags(diagonal)
@@ -245,9 +230,12 @@ def _unit_gradient(potential: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     return np.divide(gradient, norm, out=np.zeros_like(gradient), where=norm > 1e-6)
 
 
-def _neighbour_values(grid: np.ndarray, domain: np.ndarray) -> np.ndarray:
-    """Values of ``grid`` at each domain voxel's -e_i and +e_i neighbours, shape (3, 2, n)."""
-    padded = np.pad(grid, 1, mode="edge")
+def _neighbour_values(grid: np.ndarray, domain: np.ndarray, **pad) -> np.ndarray:
+    """Values of ``grid`` at each domain voxel's -e_i and +e_i neighbours, shape (3, 2, n).
+
+    ``pad`` is passed to :func:`numpy.pad` for neighbours beyond the grid's edge.
+    """
+    padded = np.pad(grid, 1, **pad)
     coords = np.nonzero(domain)
     values = np.empty((3, 2, coords[0].size), dtype=grid.dtype)
     for axis in range(3):
