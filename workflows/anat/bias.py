@@ -13,11 +13,6 @@ import numpy as np
 
 from workflows.anat.images import like, resample_to_resolution, to_ants, to_nibabel
 
-N4_CITATION = (
-    "Tustison NJ et al. N4ITK: improved N3 bias correction. IEEE Trans Med Imaging "
-    "29(6):1310-1320, 2010."
-)
-
 
 def correct_bias_field(
     img: nib.spatialimages.SpatialImage, work_resolution: float = 2.0, shrink_factor: int = 2

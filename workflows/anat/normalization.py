@@ -23,11 +23,6 @@ import numpy as np
 
 from workflows.anat.images import resample_to_resolution, to_ants, to_nibabel
 
-SYN_CITATION = (
-    "Avants BB, Epstein CL, Grossman M, Gee JC. Symmetric diffeomorphic image registration "
-    "with cross-correlation. Medical Image Analysis 12(1):26-41, 2008."
-)
-
 
 def register_brain_to_template(
     brain: ants.ANTsImage,

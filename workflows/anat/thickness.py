@@ -95,11 +95,6 @@ def _native_non_cortical(dseg: nib.spatialimages.SpatialImage,
     return np.asarray(warped.dataobj) > 0.5
 
 
-DIRECT_CITATION = (
-    "Das SR, Avants BB, Grossman M, Gee JC. Registration based cortical thickness "
-    "measurement. NeuroImage 45(3):867-879, 2009."
-)
-
 
 def direct_thickness(
     dseg: nib.spatialimages.SpatialImage,
