@@ -11,6 +11,8 @@ import numpy as np  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 from nilearn import image, plotting  # noqa: E402
 
+from workflows.anat.images import bounding_box  # noqa: E402
+
 FIGURE_VOXEL_MM = 1.0
 """Finer images are resampled to this voxel size (and cropped to the brain) for display."""
 
@@ -23,12 +25,12 @@ def _for_display(mask: nib.spatialimages.SpatialImage,
     at 1 mm over the brain the figure looks the same.
     """
     zooms = np.asarray(mask.header.get_zooms()[:3], dtype=float)
-    inside = np.argwhere(np.asarray(mask.dataobj) > 0)
-    if inside.size == 0:
+    brain = np.asarray(mask.dataobj) > 0
+    if not brain.any():
         return [img for img, _ in images]
-    margin = np.ceil(10.0 / zooms).astype(int)
-    lo = np.maximum(inside.min(0) - margin, 0)
-    hi = np.minimum(inside.max(0) + margin + 1, mask.shape[:3])
+    box = bounding_box(brain, margin=np.ceil(10.0 / zooms).astype(int))
+    lo = np.array([s.start for s in box])
+    hi = np.array([s.stop for s in box])
     voxel = max(FIGURE_VOXEL_MM, float(zooms.min()))
     corner = mask.affine @ np.append(lo, 1.0)
     rotation = mask.affine[:3, :3] / zooms

@@ -66,6 +66,28 @@ def like(data: np.ndarray, reference: nib.spatialimages.SpatialImage) -> nib.Nif
     return out
 
 
+def bounding_box(mask: np.ndarray, margin: int | np.ndarray) -> tuple[slice, ...]:
+    """Return the slices of the box around a non-empty mask, widened by ``margin`` voxels.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Boolean (or 0/1) array with at least one true voxel.
+    margin : int or numpy.ndarray
+        Voxels added on each side (one value, or one per axis); the box is clipped to
+        the array.
+
+    Returns
+    -------
+    tuple of slice
+        One slice per axis.
+    """
+    inside = np.argwhere(mask)
+    lo = np.maximum(inside.min(axis=0) - margin, 0)
+    hi = np.minimum(inside.max(axis=0) + margin + 1, mask.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+
+
 def voxel_volume(img: nib.spatialimages.SpatialImage) -> float:
     """Return the volume of one voxel in mm^3."""
     return float(abs(np.linalg.det(img.affine[:3, :3])))

@@ -36,7 +36,7 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix, diags
 from scipy.sparse.linalg import cg
 
-from workflows.anat.images import like
+from workflows.anat.images import bounding_box, like
 
 CSF, GM, WM = 1, 2, 3
 MAX_THICKNESS_MM = 6.0
@@ -96,7 +96,7 @@ def laplace_thickness(
     out = np.zeros(labels_full.shape, dtype=np.float32)
     if not (labels_full == GM).any():
         return like(out, dseg)
-    crop = _bounding_box(labels_full == GM, margin=3)
+    crop = bounding_box(labels_full == GM, margin=3)
     labels, gm = labels_full[crop], gm_full[crop]
     spacing = np.asarray(dseg.header.get_zooms()[:3], dtype=float)
 
@@ -187,13 +187,6 @@ def sulcal_ridge(labels: np.ndarray, spacing: np.ndarray,
             np.sqrt((a**2).sum(0) * (b**2).sum(0)), 1e-6)
         ridge[core] |= is_peak & (cosine < max_cosine)
     return ridge & (labels == GM)
-
-
-def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
-    inside = np.argwhere(mask)
-    lo = np.maximum(inside.min(axis=0) - margin, 0)
-    hi = np.minimum(inside.max(axis=0) + margin + 1, mask.shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
 
 
 def _solve_laplace(potential: np.ndarray, domain: np.ndarray, neighbours: np.ndarray,

@@ -20,7 +20,7 @@ import ants
 import nibabel as nib
 import numpy as np
 
-from workflows.anat.images import like, to_ants
+from workflows.anat.images import bounding_box, like, to_ants
 
 COARSE_VOXEL_MM = 1.2
 """Above this voxel size the thickness sidecar carries a warning."""
@@ -128,10 +128,8 @@ def direct_thickness(
     if resolution is None:
         resolution = max(1.0, float(min(dseg.header.get_zooms()[:3])))
     labels = np.asarray(dseg.dataobj).astype(np.uint8)
-    inside = np.argwhere(labels > 0)
-    lo = np.maximum(inside.min(axis=0) - 3, 0)
-    hi = np.minimum(inside.max(axis=0) + 4, labels.shape)
-    crop = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    crop = bounding_box(labels > 0, margin=3)
+    lo = np.array([s.start for s in crop])
     affine = dseg.affine.copy()
     affine[:3, 3] = dseg.affine[:3, :3] @ lo + dseg.affine[:3, 3]
 
