@@ -20,6 +20,7 @@ COPY scripts/container-constraints.txt /constraints.txt
 COPY pyproject.toml README.md LICENSE /src/
 COPY bids_app /src/bids_app
 COPY workflows /src/workflows
+COPY brainscale /src/brainscale
 RUN /opt/build/bin/python -m build --wheel --outdir /wheels /src \
  && cp /constraints.txt /wheels/constraints.txt
 

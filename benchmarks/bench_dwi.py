@@ -28,7 +28,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from bids_app.resources import TEMPLATE_SPACE
+from brainscale.resources import TEMPLATE_SPACE
 from workflows.dwi import interfaces as itf
 from workflows.dwi import tractography_interfaces as trk_itf
 

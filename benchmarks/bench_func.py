@@ -31,7 +31,7 @@ def prepare_anat(t1w_file: str, out_dir: str, seed: int = 0) -> dict:
     import nibabel as nib
     import numpy as np
 
-    from bids_app import resources
+    from brainscale import resources
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""BrainScale: a BIDS-App for brain imaging at scale."""
+"""BrainScale: a BIDS-App for brain imaging at scale (the application floor)."""
 
-__version__ = "0.1.0"
-__codeurl__ = "https://github.com/brainscale/brainscale"
+from brainscale import __codeurl__, __version__
+
+__all__ = ["__codeurl__", "__version__"]

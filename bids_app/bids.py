@@ -17,7 +17,7 @@ from typing import Any
 
 import nibabel as nib
 
-from bids_app.errors import (
+from brainscale.errors import (
     BIDSValidationError,
     InputDataError,
     NoInputError,

@@ -2,7 +2,7 @@
 
 ``run.py bids_dir output_dir participant|group [options]`` is the BIDS-App; ``brainscale
 demo DIR`` and ``brainscale synth DIR`` are the embedded demo and the synthetic-data
-factory. Every usage error raises :class:`bids_app.errors.UsageError` (exit code 64)
+factory. Every usage error raises :class:`brainscale.errors.UsageError` (exit code 64)
 instead of argparse's exit code 2.
 """
 
@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bids_app import __version__
 from bids_app.config import (
     DENOISE_STRATEGIES,
     MODALITIES,
@@ -22,7 +21,8 @@ from bids_app.config import (
     THICKNESS_METHODS,
     Config,
 )
-from bids_app.errors import UnknownAnalysisLevelError, UsageError
+from brainscale import __version__
+from brainscale.errors import UnknownAnalysisLevelError, UsageError
 
 ANALYSIS_LEVELS = ("participant", "group")
 SUBCOMMANDS = ("demo", "synth")

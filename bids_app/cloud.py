@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from bids_app.errors import NoInputError, OutputError, UsageError
+from brainscale.errors import NoInputError, OutputError, UsageError
 
 LOGGER = logging.getLogger("brainscale")
 S3_PREFIX = "s3://"
@@ -252,7 +252,7 @@ def upload_changes(
 
 def _point_description_at(output_dir: Path, local_bids: Path, bids_url: str) -> None:
     """Replace the scratch copy's file URI by the S3 URL in dataset_description.json."""
-    from bids_app.derivatives import write_json
+    from brainscale.derivatives import write_json
 
     path = output_dir / "dataset_description.json"
     if not path.is_file():
@@ -319,7 +319,7 @@ def run_staged(
     """
     from bids_app.bids import select_array_task
     from bids_app.cli import parse_args
-    from bids_app.errors import NothingSelectedError
+    from brainscale.errors import NothingSelectedError
 
     if len(argv) < 3:
         raise UsageError("usage: run.py bids_dir output_dir participant|group [options]")

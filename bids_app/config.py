@@ -15,7 +15,7 @@ from typing import Any
 
 import tomli_w
 
-from bids_app.errors import UsageError
+from brainscale.errors import UsageError
 
 MODALITIES = ("anat", "func", "dwi")
 OUTPUT_SPACES = ("MNI152NLin2009aSym", "T1w")
@@ -192,7 +192,7 @@ class Config:
 
         Raises
         ------
-        bids_app.errors.UsageError
+        brainscale.errors.UsageError
             Naming the option and the problem.
         """
         bad = sorted(set(self.workflow.modalities) - set(MODALITIES))
@@ -260,7 +260,7 @@ def write_config(config: Config, logs_dir: Path, run_uuid: str) -> Path:
     pathlib.Path
         The TOML file written.
     """
-    from bids_app.derivatives import atomic_write
+    from brainscale.derivatives import atomic_write
 
     path = logs_dir / f"config-{run_uuid}.toml"
     with atomic_write(path) as handle:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bids_app.cli import _Parser
-from bids_app.errors import ExitCode, UsageError
+from brainscale.errors import ExitCode, UsageError
 
 SUBJECTS_FOR_COVARIATES = 12
 """Demos with fewer participants run ComBat without the age and sex covariates."""
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     Returns
     -------
     argparse.ArgumentParser
-        The parser; usage errors raise :class:`~bids_app.errors.UsageError`.
+        The parser; usage errors raise :class:`~brainscale.errors.UsageError`.
     """
     parser = _Parser(prog="brainscale", description="synthetic data and the embedded demo")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -57,20 +58,22 @@ def _spec(args):
                      directions=args.directions)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], run_app: Callable[[list[str]], int]) -> int:
     """Run ``synth`` or ``demo``.
 
     Parameters
     ----------
     argv : list of str
         Arguments starting with the subcommand.
+    run_app : callable
+        The BIDS-App entry (:func:`bids_app.run.main`), passed in by the caller so that
+        this module does not import the module that imports it.
 
     Returns
     -------
     int
         Exit code (that of the first failing level for ``demo``).
     """
-    from bids_app.run import main as run_main
     from bids_app.synth import generate_dataset
 
     args = build_parser().parse_args(argv)
@@ -91,7 +94,7 @@ def main(argv: list[str]) -> int:
     group_options = [] if args.subjects >= SUBJECTS_FOR_COVARIATES else ["--covariates"]
     for level, options in (("participant", []), ("group", group_options)):
         start = time.perf_counter()
-        code = run_main([str(bids_dir), str(output_dir), level, *common, *options])
+        code = run_app([str(bids_dir), str(output_dir), level, *common, *options])
         print(f"[demo] {level} level: exit code {code} ({time.perf_counter() - start:.0f} s)")
         if code != ExitCode.OK:
             return code

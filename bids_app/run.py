@@ -1,7 +1,7 @@
 """Entry point: ``run.py bids_dir output_dir participant|group`` and ``brainscale demo|synth``.
 
 Every error a user can cause ends with a one-paragraph message on stderr and a
-documented exit code (see :class:`bids_app.errors.ExitCode` and the README).
+documented exit code (see :class:`brainscale.errors.ExitCode` and the README).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-from bids_app.errors import BrainScaleError, ExitCode
+from brainscale.errors import BrainScaleError, ExitCode
 
 LOGGER = logging.getLogger("brainscale")
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] in SUBCOMMANDS and not (len(argv) > 2 and argv[2] in ANALYSIS_LEVELS):
             from bids_app.demo import main as demo_main
 
-            return int(demo_main(argv))
+            return int(demo_main(argv, main))
         if any(arg.startswith("s3://") for arg in argv[:2]):
             from bids_app.cloud import run_staged  # boto3 only for S3 URLs
 

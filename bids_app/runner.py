@@ -21,8 +21,10 @@ from pathlib import Path
 
 from bids_app import bids
 from bids_app.config import Config, write_config
-from bids_app.derivatives import copy_atomic, write_dataset_description
-from bids_app.errors import (
+from bids_app.reports.methods import write_citation_files
+from bids_app.reports.participant import write_participant_report
+from brainscale.derivatives import copy_atomic, write_dataset_description
+from brainscale.errors import (
     BrainScaleError,
     ExitCode,
     InputDataError,
@@ -31,9 +33,7 @@ from bids_app.errors import (
     OutputError,
     UsageError,
 )
-from bids_app.reports.methods import write_citation_files
-from bids_app.reports.participant import write_participant_report
-from bids_app.resources import get_atlas
+from brainscale.resources import get_atlas
 
 LOGGER = logging.getLogger("brainscale")
 

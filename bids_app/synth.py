@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from bids_app import resources
-from bids_app.derivatives import atomic_write, write_json
+from brainscale import resources
+from brainscale.derivatives import atomic_write, write_json
 
 #: Network of each Desikan-Killiany region is chosen by hemisphere and by the sign of
 #: the y coordinate of its centroid: 0 left-anterior, 1 left-posterior, 2 right-anterior,

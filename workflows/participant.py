@@ -7,7 +7,7 @@ from pathlib import Path
 
 from nipype.pipeline import engine as pe
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 
 ANAT_FIELDS = ("t1w_preproc", "t1w_mask", "t1w_dseg", "t1w_tpms", "anat2std_xfm", "std2anat_xfm")
 

@@ -11,10 +11,10 @@ import importlib
 import re
 from pathlib import Path
 
-from bids_app import __version__
 from bids_app.config import Config
-from bids_app.derivatives import atomic_write
-from bids_app.resources import TEMPLATE_CITATION, get_atlas
+from brainscale import __version__
+from brainscale.derivatives import atomic_write
+from brainscale.resources import TEMPLATE_CITATION, get_atlas
 
 CORE_REFERENCES = {
     "nipype": "Gorgolewski K et al. Nipype: a flexible, lightweight and extensible neuroimaging "

@@ -13,8 +13,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bids_app import __version__
-from bids_app.derivatives import atomic_write, parse_entities
+from brainscale import __version__
+from brainscale.derivatives import atomic_write, parse_entities
 
 SECTIONS = (
     ("Anatomical", ("T1w", "dseg", "mask", "probseg")),

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from bids_app.errors import InputDataError, UsageError
+from brainscale.errors import InputDataError, UsageError
 from workflows.func.workflow import INPUT_FIELDS, OUTPUT_FIELDS, init_func_wf
 
 META = {"RepetitionTime": 2.0, "TaskName": "rest"}

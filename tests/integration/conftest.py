@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bids_app import resources
 from bids_app.synth import SynthSpec, generate_dataset
+from brainscale import resources
 
 #: Images and tables of ``--modalities anat`` per participant (``sub-<label>_`` prefix).
 ANAT_IMAGES = ("desc-preproc_T1w", "desc-brain_mask", "dseg", "label-GM_probseg",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from bids_app.derivatives import write_dataset_description
+from brainscale.derivatives import write_dataset_description
 
 TASKS = 8
 REQUIRED = {"Name", "BIDSVersion", "DatasetType", "GeneratedBy"}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bids_app.errors import ExitCode
 from bids_app.run import main
+from brainscale.errors import ExitCode
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from bids_app.demo import main as demo_main
+from bids_app.run import main as run_main
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.slow
 def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     code = demo_main(["demo", str(root), "--subjects", "4", "--sites", "2",
-                      "--directions", "20", "--nprocs", "2"])
+                      "--directions", "20", "--nprocs", "2"], run_main)
     truth = json.loads((root / "bids" / "sourcedata" / "truth" / "truth.json").read_text())
     return root / "derivatives", truth, code
 

@@ -26,7 +26,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from bids_app.resources import get_template, get_template_mask, get_template_probseg
+from brainscale.resources import get_template, get_template_mask, get_template_probseg
 from workflows.anat.images import like, to_ants
 from workflows.anat.segmentation import classify_tissues
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import nibabel as nib
 import numpy as np
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 
 MAX_NONFINITE_FRACTION = 0.01
 """Largest fraction of NaN/inf voxels that is repaired (set to 0) instead of refused."""
@@ -95,7 +95,7 @@ def conform_t1w(img: nib.spatialimages.SpatialImage, filename: str = "T1w image"
 
     Raises
     ------
-    bids_app.errors.InputDataError
+    brainscale.errors.InputDataError
         For images with more than one volume, mostly non-finite or constant content,
         or a singular affine.
     """
@@ -150,7 +150,7 @@ def load_t1w(path: str) -> nib.spatialimages.SpatialImage:
 
     Raises
     ------
-    bids_app.errors.InputDataError
+    brainscale.errors.InputDataError
         When nibabel cannot read the file (empty, truncated, not an image).
     """
     try:
@@ -178,7 +178,7 @@ def select_reference_t1w(images: list[nib.spatialimages.SpatialImage]) -> int:
 
     Raises
     ------
-    bids_app.errors.InputDataError
+    brainscale.errors.InputDataError
         When the list is empty.
     """
     if not images:

@@ -96,7 +96,7 @@ class NormalizeToTemplate(SimpleInterface):
     output_spec = _NormalizeOutputSpec
 
     def _run_interface(self, runtime):
-        from bids_app.resources import get_template
+        from brainscale.resources import get_template
         from workflows.anat.normalization import apply_displacement, normalize_head_to_template
 
         t1w = nib.load(self.inputs.in_file)
@@ -127,7 +127,8 @@ class SegmentTissues(SimpleInterface):
 
     def _run_interface(self, runtime):
         from workflows.anat.images import like
-        from workflows.anat.segmentation import discrete_segmentation, segment_with_template_priors
+        from workflows.anat.prior_segmentation import segment_with_template_priors
+        from workflows.anat.segmentation import discrete_segmentation
 
         t1w = nib.load(self.inputs.in_file)
         post, mask = segment_with_template_priors(t1w, self.inputs.inverse_xfm)
@@ -192,7 +193,7 @@ class AtlasToNative(SimpleInterface):
     output_spec = _OutFileOutputSpec
 
     def _run_interface(self, runtime):
-        from bids_app.resources import get_atlas
+        from brainscale.resources import get_atlas
         from workflows.anat.images import like
         from workflows.anat.normalization import apply_displacement
 
@@ -227,7 +228,7 @@ class Morphometry(SimpleInterface):
     def _run_interface(self, runtime):
         import pandas as pd
 
-        from bids_app.resources import get_atlas
+        from brainscale.resources import get_atlas
         from workflows.anat import morphometry
         from workflows.anat.images import voxel_volume
 

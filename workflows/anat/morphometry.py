@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 
 GLOBAL_UNITS = {
     "tiv_mm3": "mm^3",

@@ -21,6 +21,8 @@ import ants
 import nibabel as nib
 import numpy as np
 
+from brainscale.resources import get_template
+from workflows.anat.brain_extraction import initial_brain_mask, rigid_head_alignment
 from workflows.anat.images import resample_to_resolution, to_ants, to_nibabel
 
 
@@ -143,9 +145,6 @@ def normalize_head_to_template(t1w: nib.spatialimages.SpatialImage, out_prefix: 
     forward, inverse : str
         Composed displacement fields (see :func:`register_brain_to_template`).
     """
-    from bids_app.resources import get_template
-    from workflows.anat.brain_extraction import initial_brain_mask, rigid_head_alignment
-
     low = downsample(to_ants(t1w), 2.0)
     rigid = rigid_head_alignment(low, out_prefix, seed=seed)
     brain_mask = initial_brain_mask(low, rigid).astype(np.float32)

@@ -48,7 +48,7 @@ def cortical_thickness(dseg: nib.spatialimages.SpatialImage,
         Thickness method (see :data:`THICKNESS_METHODS`).
     inverse_xfm : str, optional
         Template -> T1w displacement field; when given, the template's non-cortical grey
-        matter (:func:`bids_app.resources.get_non_cortical_mask`) gets no thickness.
+        matter (:func:`brainscale.resources.get_non_cortical_mask`) gets no thickness.
 
     Returns
     -------
@@ -84,7 +84,7 @@ def cortical_thickness(dseg: nib.spatialimages.SpatialImage,
 
 def _native_non_cortical(dseg: nib.spatialimages.SpatialImage,
                          inverse_xfm: str) -> np.ndarray | None:
-    from bids_app.resources import get_non_cortical_mask
+    from brainscale.resources import get_non_cortical_mask
     from workflows.anat.normalization import apply_displacement
 
     template_mask = get_non_cortical_mask()

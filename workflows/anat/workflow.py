@@ -9,7 +9,7 @@ from __future__ import annotations
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from bids_app.resources import TEMPLATE_SPACE
+from brainscale.resources import TEMPLATE_SPACE
 from workflows.anat.interfaces import (
     AtlasToNative,
     BiasFieldCorrection,
@@ -48,7 +48,7 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
     output_dir : str
         Derivatives folder.
     atlases : list of str
-        Atlas names (see :func:`bids_app.resources.available_atlases`).
+        Atlas names (see :func:`brainscale.resources.available_atlases`).
     omp_nthreads : int
         Threads given to ANTs-heavy nodes.
     seed : int
@@ -65,7 +65,7 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
     nipype.pipeline.engine.Workflow
         Workflow with an ``outputnode`` carrying :data:`OUTPUT_FIELDS`.
     """
-    from bids_app.derivatives import DerivativesDataSink
+    from workflows.derivatives_sink import DerivativesDataSink
 
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w_files"]), name="inputnode")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from dipy.core.gradients import GradientTable, gradient_table
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 
 B0_THRESHOLD = 50.0
 """b-values (s/mm^2) at or below this are treated as b=0."""

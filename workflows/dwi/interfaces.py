@@ -22,8 +22,8 @@ from nipype.interfaces.base import (
 )
 from scipy import ndimage
 
-from bids_app.errors import InputDataError
-from bids_app.resources import get_atlas, get_template, get_template_mask, save_resource
+from brainscale.errors import InputDataError
+from brainscale.resources import get_atlas, get_template, get_template_mask, save_resource
 from workflows.dwi import gradients, motion, reference, registration, sdc
 from workflows.dwi.denoise import DENOISE_METHODS, denoise_dwi, remove_gibbs_ringing
 from workflows.dwi.tensor import TENSOR_PARAMS, TENSOR_UNITS, fit_tensor

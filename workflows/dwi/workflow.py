@@ -11,7 +11,7 @@ from pathlib import Path
 from nipype.interfaces.utility import Function, IdentityInterface
 from nipype.pipeline import engine as pe
 
-from bids_app.derivatives import DerivativesDataSink
+from workflows.derivatives_sink import DerivativesDataSink
 from workflows.dwi.interfaces import (
     CorrectDistortionAndCombine,
     CorrectMotion,

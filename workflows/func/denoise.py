@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from nilearn import signal
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 from workflows.func.motion import MOTION_COLUMNS
 
 DEFAULT_DENOISE_STRATEGY = "36P"
@@ -140,7 +140,7 @@ def denoise_timeseries(
 
     Raises
     ------
-    bids_app.errors.InputDataError
+    brainscale.errors.InputDataError
         When too few volumes remain for the number of regressors.
     """
     regressors, sample_mask, columns = select_confounds(confounds, strategy)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from nilearn.glm.first_level import FirstLevelModel
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 from workflows.func.motion import MOTION_COLUMNS
 
 
@@ -18,7 +18,7 @@ def read_events(events_file: str) -> pd.DataFrame:
 
     Raises
     ------
-    bids_app.errors.InputDataError
+    brainscale.errors.InputDataError
         When ``onset``/``duration`` are missing or no row has a ``trial_type``.
     """
     events = pd.read_csv(events_file, sep="\t", na_values=["n/a"])

@@ -59,7 +59,7 @@ class TemplateResources(SimpleInterface):
     output_spec = _TemplateResourcesOutputSpec
 
     def _run_interface(self, runtime):
-        from bids_app import resources
+        from brainscale import resources
 
         res = self.inputs.resolution
         self._results["template_file"] = str(resources.save_resource(
@@ -329,7 +329,7 @@ class Connectivity(SimpleInterface):
     output_spec = _ConnectivityOutputSpec
 
     def _run_interface(self, runtime):
-        from bids_app.resources import get_atlas
+        from brainscale.resources import get_atlas
 
         atlas = get_atlas(self.inputs.atlas_name)
         bold = nib.load(self.inputs.bold_file)

@@ -7,7 +7,7 @@ import numpy as np
 from nilearn.masking import compute_epi_mask
 from scipy import ndimage
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 
 MAX_NONSTEADY = 50
 """Largest number of initial volumes that can be flagged as non-steady-state."""
@@ -32,7 +32,7 @@ def validate_bold(img: nib.spatialimages.SpatialImage, metadata: dict, filename:
 
     Raises
     ------
-    bids_app.errors.InputDataError
+    brainscale.errors.InputDataError
         When the image is not 4D, has fewer than 3 volumes, or ``RepetitionTime`` is
         missing or not positive.
     """

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.restoration import unwrap_phase
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 
 _AXES = {"i": 0, "j": 1, "k": 2}
 
@@ -49,7 +49,7 @@ def phasediff_to_fieldmap(
 
     Raises
     ------
-    bids_app.errors.InputDataError
+    brainscale.errors.InputDataError
         When the echo times are not increasing.
     """
     delta_te = float(echo_time2) - float(echo_time1)

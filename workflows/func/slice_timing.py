@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.interpolate import CubicSpline
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 
 _AXES = {"i": 0, "j": 1, "k": 2}
 
@@ -36,7 +36,7 @@ def slice_timing_plan(
 
     Raises
     ------
-    bids_app.errors.InputDataError
+    brainscale.errors.InputDataError
         When the number of times differs from the number of slices or a time falls
         outside ``[0, RepetitionTime)``.
     """

@@ -12,9 +12,9 @@ from pathlib import Path
 from nipype.interfaces.utility import IdentityInterface
 from nipype.pipeline import engine as pe
 
-from bids_app.derivatives import DerivativesDataSink
-from bids_app.errors import InputDataError, UsageError
-from bids_app.resources import TEMPLATE_SPACE
+from brainscale.errors import InputDataError, UsageError
+from brainscale.resources import TEMPLATE_SPACE
+from workflows.derivatives_sink import DerivativesDataSink
 from workflows.func import interfaces as fi
 from workflows.func.denoise import DEFAULT_DENOISE_STRATEGY, parse_strategy
 from workflows.func.sdc import total_readout_time
@@ -125,7 +125,7 @@ def init_func_wf(
     output_dir : str
         Derivatives folder.
     atlases : list of str
-        Atlas names (see :func:`bids_app.resources.get_atlas`).
+        Atlas names (see :func:`brainscale.resources.get_atlas`).
     denoise_strategy : str
         Denoising strategy (:mod:`workflows.func.denoise`).
     omp_nthreads : int

@@ -35,7 +35,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC, LinearSVR
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 from workflows.group.classify_combat import FoldComBat, float_values
 from workflows.group.classify_metrics import (
     bootstrap_ci,

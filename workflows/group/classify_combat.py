@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 from workflows.group.harmonize import ComBat
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 
 NO_SESSION = "n/a"
 KEY_COLUMNS = ["participant_id", "session_id"]

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 from workflows.group.graph_communities import (
     louvain_communities,
     participation_coefficient,

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 from workflows.group.combat_estimation import (
     nonparametric_adjustments,
     parametric_adjustments,

@@ -25,7 +25,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from bids_app.errors import InputDataError, NoInputError
+from brainscale.errors import InputDataError, NoInputError
 from workflows.group.classify import (
     ModelEvaluation,
     evaluate_model,

@@ -6,7 +6,7 @@ import nibabel as nib
 import pandas as pd
 import pytest
 
-from bids_app.resources import get_template
+from brainscale.resources import get_template
 from workflows.anat.brain_extraction import template_brain_mask
 from workflows.anat.normalization import apply_displacement
 from workflows.anat.workflow import init_anat_wf

@@ -2,7 +2,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 from workflows.anat.conform import conform_t1w, obliquity_degrees, select_reference_t1w
 
 

@@ -6,7 +6,7 @@ import nibabel.processing
 import numpy as np
 import pytest
 
-from bids_app.resources import get_template, get_template_mask
+from brainscale.resources import get_template, get_template_mask
 from workflows.anat.images import to_ants, to_nibabel
 from workflows.anat.normalization import (
     apply_displacement,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bids_app import bids
-from bids_app.errors import (
+from brainscale.errors import (
     BIDSValidationError,
     InputDataError,
     NothingSelectedError,

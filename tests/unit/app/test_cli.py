@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bids_app import __version__
 from bids_app.cli import parse_args
 from bids_app.config import Config
-from bids_app.errors import ExitCode, UnknownAnalysisLevelError, UsageError
 from bids_app.run import main
+from brainscale import __version__
+from brainscale.errors import ExitCode, UnknownAnalysisLevelError, UsageError
 
 REPO = Path(__file__).resolve().parents[3]
 

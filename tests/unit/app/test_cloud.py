@@ -13,8 +13,8 @@ moto = pytest.importorskip("moto")
 boto3 = pytest.importorskip("boto3")
 
 from bids_app import cloud  # noqa: E402
-from bids_app.errors import NoInputError, UsageError  # noqa: E402
 from bids_app.run import main  # noqa: E402
+from brainscale.errors import NoInputError, UsageError  # noqa: E402
 
 BUCKET = "brainscale-test"
 SUBJECTS = ("01", "02", "03")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bids_app.config import Config, write_config
-from bids_app.errors import UsageError
+from brainscale.errors import UsageError
 
 
 def test_defaults_round_trip_through_toml(tmp_path):

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from nipype.pipeline import engine as pe
 
-from bids_app.derivatives import (
-    DerivativesDataSink,
+from brainscale.derivatives import (
     atomic_write,
     build_path,
     parse_entities,
     write_dataset_description,
 )
-from bids_app.errors import UsageError
+from brainscale.errors import UsageError
+from workflows.derivatives_sink import DerivativesDataSink
 
 
 def test_build_path_orders_entities_like_bids():

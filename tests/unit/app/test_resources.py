@@ -4,8 +4,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bids_app.errors import ResourceError
-from bids_app.resources import available_atlases, get_atlas, get_non_cortical_mask
+from brainscale.errors import ResourceError
+from brainscale.resources import available_atlases, get_atlas, get_non_cortical_mask
 
 
 def _value_at(img: nib.Nifti1Image, mni_mm: tuple[float, float, float]) -> int:

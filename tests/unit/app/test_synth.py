@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bids_app import resources
 from bids_app.synth import SynthSpec, generate_dataset, sample
+from brainscale import resources
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 from workflows.dwi.gradients import (
     detect_shells,
     fsl_to_voxel_bvecs,

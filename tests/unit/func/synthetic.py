@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from bids_app.resources import get_template
+from brainscale.resources import get_template
 from workflows.func.motion import fov_center, params_to_matrix
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 from workflows.func.confounds import cosine_basis, expand_terms
 from workflows.func.denoise import denoise_timeseries, select_confounds
 from workflows.func.motion import MOTION_COLUMNS

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from nilearn.glm.first_level import compute_regressor
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 from workflows.func.glm import condition_label, fit_first_level, read_events
 from workflows.func.motion import MOTION_COLUMNS
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 from workflows.func.confounds import expand_terms, framewise_displacement
 from workflows.func.denoise import denoise_timeseries
 from workflows.func.motion import MOTION_COLUMNS, estimate_head_motion

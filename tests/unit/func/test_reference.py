@@ -2,7 +2,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 from tests.unit.func.synthetic import moved_series
 from workflows.func.reference import (
     compute_bold_mask,

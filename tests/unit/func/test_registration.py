@@ -1,7 +1,7 @@
 import nibabel as nib
 import numpy as np
 
-from bids_app.resources import get_template
+from brainscale.resources import get_template
 from tests.unit.func.synthetic import moved_series, template_grid
 from workflows.func.motion import fov_center, params_to_matrix
 from workflows.func.registration import register_boldref

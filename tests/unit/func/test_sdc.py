@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 from workflows.func.sdc import (
     distort_points,
     pe_axis_and_sign,

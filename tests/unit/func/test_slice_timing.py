@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 from workflows.func.slice_timing import correct_slice_timing, slice_timing_plan
 
 TR = 2.0

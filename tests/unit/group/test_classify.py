@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.model_selection import StratifiedKFold
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 from workflows.group.classify import (
     FoldComBat,
     bootstrap_ci,

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 from workflows.group.collect import (
     collect_group_data,
     edge_names,

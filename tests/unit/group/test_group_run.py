@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bids_app.errors import InputDataError, NoInputError
+from brainscale.errors import InputDataError, NoInputError
 from workflows.group.harmonize import ComBat
 from workflows.group.run import run_group
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bids_app.errors import InputDataError
+from brainscale.errors import InputDataError
 from workflows.group import harmonize
 from workflows.group.harmonize import ComBat, UnseenBatchError
 

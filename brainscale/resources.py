@@ -19,7 +19,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from bids_app.errors import ResourceError
+from brainscale.errors import ResourceError
 
 TEMPLATE_SPACE = "MNI152NLin2009aSym"
 """BIDS name of the embedded template space."""
