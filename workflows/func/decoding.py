@@ -203,6 +203,41 @@ def lss_betas(data: np.ndarray, events: pd.DataFrame, tr: float, *,
     return (c[:, None] * cross - b[:, None] * cross_others) / det[:, None]
 
 
+def clean_series(data: np.ndarray, tr: float, *, confounds: np.ndarray | None = None,
+                 n_nonsteady: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Remove the nuisance regressors and z-score each column (non-steady volumes dropped).
+
+    Returns
+    -------
+    numpy.ndarray, numpy.ndarray
+        The cleaned ``(n_kept, n_features)`` series and the mid-acquisition time of each
+        kept volume (s).
+    """
+    n_volumes = data.shape[0]
+    keep = np.arange(n_nonsteady, n_volumes)
+    series = _residualize(np.asarray(data, dtype=float)[keep],
+                          nuisance_design(n_volumes, tr, confounds)[keep])
+    spread = series.std(axis=0)
+    return series / np.where(spread > 0, spread, 1.0), keep * tr + tr / 2.0
+
+
+def onset_windows(data: np.ndarray, onsets: np.ndarray, tr: float, n_timepoints: int, *,
+                  confounds: np.ndarray | None = None, n_nonsteady: int = 0) -> np.ndarray:
+    """Cleaned time-series windows starting at each onset, for the sequence model.
+
+    Volumes past the end of the run are zeros (the mean of the z-scored series), so
+    every sample of the patterns gets a window and the folds stay the same.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_onsets, n_timepoints, n_features)
+    """
+    series, times = clean_series(data, tr, confounds=confounds, n_nonsteady=n_nonsteady)
+    padded = np.vstack([series, np.zeros((n_timepoints, series.shape[1]))])
+    first = np.searchsorted(times, np.asarray(onsets, dtype=float))
+    return np.stack([padded[k:k + n_timepoints] for k in first])
+
+
 def block_patterns(data: np.ndarray, events: pd.DataFrame, tr: float, *,
                    confounds: np.ndarray | None = None, n_nonsteady: int = 0,
                    delay_s: float = BLOCK_DELAY_S) -> tuple[np.ndarray, pd.DataFrame]:
@@ -213,13 +248,7 @@ def block_patterns(data: np.ndarray, events: pd.DataFrame, tr: float, *,
     numpy.ndarray of shape (n_blocks, n_features), pandas.DataFrame
         Block patterns and one row per block (``onset``, ``trial_type``, ``block``).
     """
-    n_volumes = data.shape[0]
-    keep = np.arange(n_nonsteady, n_volumes)
-    series = _residualize(np.asarray(data, dtype=float)[keep],
-                          nuisance_design(n_volumes, tr, confounds)[keep])
-    spread = series.std(axis=0)
-    series = series / np.where(spread > 0, spread, 1.0)
-    times = keep * tr + tr / 2.0
+    series, times = clean_series(data, tr, confounds=confounds, n_nonsteady=n_nonsteady)
     rows, values = [], []
     for block, group in events.groupby("block", sort=True):
         start = group["onset"].min() + delay_s
@@ -344,7 +373,7 @@ class DecodingResult:
 
 def model_weights(fitted, classes: list[str]) -> tuple[np.ndarray, str]:
     """Weights (linear models, one row per class) or importances (one row) of a fit."""
-    model = fitted[-1]
+    model = fitted[-1] if hasattr(fitted, "steps") else fitted
     if hasattr(model, "coef_"):
         coef = np.atleast_2d(model.coef_)
         if coef.shape[0] == 1 and len(classes) == 2:  # binary: +w for class 1, -w for class 0
