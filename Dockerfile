@@ -11,7 +11,11 @@ ARG DEBIAN_IMAGE=debian:bookworm-slim
 
 FROM ${DEBIAN_IMAGE} AS build
 ARG PIP_CERT=
-ENV PIP_CERT=${PIP_CERT} PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+# PEP 440 version of the source (scripts/build_image.sh derives it from git tags); the
+# build context carries no .git, so setuptools-scm is told it.
+ARG VERSION=0.0.0+unknown
+ENV PIP_CERT=${PIP_CERT} PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
+    SETUPTOOLS_SCM_PRETEND_VERSION_FOR_BRAINSCALE=${VERSION}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
  && rm -rf /var/lib/apt/lists/*

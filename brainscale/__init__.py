@@ -4,5 +4,10 @@ Nothing here imports Nipype, :mod:`workflows` or :mod:`bids_app`; every other fl
 import from here (see the README's Development section).
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("brainscale")  # from git tags at build time (setuptools-scm)
+except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+    __version__ = "0.0.0+unknown"
 __codeurl__ = "https://github.com/brainscale/brainscale"

@@ -16,7 +16,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tag="${1:-localhost/brainscale:latest}"
-version="$(git describe --tags --always --dirty 2>/dev/null || echo unknown)"
+# PEP 440 version from git tags (vX.Y.Z), as setuptools-scm gives for `pip install .`:
+# X.Y.Z on a tag, X.Y.Z.postN+gHASH N commits after it, 0.1.devN+gHASH before any tag.
+pep440_version() {
+  local desc hash distance tag
+  if desc="$(git describe --tags --long --match 'v[0-9]*' 2>/dev/null)"; then
+    hash="${desc##*-g}"; desc="${desc%-g*}"; distance="${desc##*-}"; tag="${desc%-*}"
+    tag="${tag#v}"
+    if [ "$distance" = 0 ]; then echo "$tag"; else echo "$tag.post$distance+g$hash"; fi
+  elif hash="$(git rev-parse --short=9 HEAD 2>/dev/null)"; then
+    echo "0.1.dev$(git rev-list --count HEAD)+g$hash"
+  else
+    echo "0.0.0+unknown"
+  fi
+}
+version="$(pep440_version)"
 start=$(date +%s)
 
 if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then

@@ -50,3 +50,28 @@ def combat_reference(shared_data: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} not found")
     return path
+
+
+_ALLOWED_SKIPS = ("CUDA", "GPU")
+"""Skip reasons that stay skips under ``BRAINSCALE_FAIL_ON_SKIP`` (no GPU in CI)."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Turn a skip into a failure when ``BRAINSCALE_FAIL_ON_SKIP=1`` (set by ``.ci/run``).
+
+    CI installs Slurm and podman and has ``../shared/data`` beside the clone, so a
+    real-parts or real-data test that skips there means a broken delivery path, not a
+    missing tool; only skips for a missing GPU are allowed.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("BRAINSCALE_FAIL_ON_SKIP") != "1" or not report.skipped:
+        return
+    if hasattr(report, "wasxfail"):
+        return
+    reason = str(report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr)
+    if any(word in reason for word in _ALLOWED_SKIPS):
+        return
+    report.outcome = "failed"
+    report.longrepr = f"skipped where BRAINSCALE_FAIL_ON_SKIP=1 forbids it: {reason}"
