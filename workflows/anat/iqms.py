@@ -1,0 +1,280 @@
+"""Image quality metrics (IQMs) of a T1w image, with MRIQC's names and definitions.
+
+Every function takes arrays (image, masks, tissue probabilities) and returns numbers; the
+names of :func:`compute_t1w_iqms`'s keys are those of MRIQC (Esteban et al. 2017, PLoS ONE
+12:e0184661), so the values can be set beside MRIQC's published distributions (Esteban et
+al. 2019, Sci Data 6:30). Definitions and references:
+
+- ``cjv``: coefficient of joint variation of GM and WM, ``(sigma_WM + sigma_GM) /
+  |mu_WM - mu_GM|`` (Ganzetti et al. 2016); robust moments (median, normalized MAD).
+- ``cnr``: contrast-to-noise ratio ``|mu_GM - mu_WM| / sqrt(sigma_air^2 + sigma_GM^2 +
+  sigma_WM^2)`` (Magnotta & Friedman 2006).
+- ``snr_{csf,gm,wm,total}``: ``mu_T / (sigma_T sqrt(n/(n-1)))`` inside each tissue.
+- ``snrd_{csf,gm,wm,total}``: Dietrich et al. 2007 SNR, ``mu_T / sigma_noise`` with the
+  noise sigma estimated from the air (Rayleigh) standard deviation:
+  ``sigma = std_air * sqrt(2 / (4 - pi))``.
+- ``efc``: entropy focus criterion (Atkinson et al. 1997), normalized by its maximum.
+- ``fber``: foreground-to-background energy ratio, ``median(|head|^2) / median(|air|^2)``.
+- ``wm2max``: median WM intensity over the 99.95th percentile of the image.
+- ``inu_med``, ``inu_range``: median and 5-95 % range of the N4 bias field in the brain
+  (Tustison et al. 2010).
+- ``fwhm_{x,y,z,avg}``: smoothness (mm) from the lag-1 autocorrelation along each axis
+  (Forman et al. 1995; AFNI 3dFWHMx's classic estimator), inside the head.
+- ``qi_1``: fraction of air voxels that are artifactual (Mortamet et al. 2009): robust
+  z-score above :data:`QI1_ZSCORE` after a morphological opening.
+- ``icvs_{csf,gm,wm}``: tissue volume fractions of the intracranial volume.
+- ``summary_{bg,csf,gm,wm}_{mean,median,stdv,p05,p95,n}``: intensity summaries.
+
+Intensities are those of the N4-corrected image for tissue statistics (as MRIQC) and of
+the conformed, uncorrected image for the background metrics. A background that is all
+zeros (a skull-stripped or masked input) has no noise to measure: the background metrics
+are then ``None`` and :func:`compute_t1w_iqms` says why in ``notes``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+DIETRICH_FACTOR = math.sqrt((4.0 - math.pi) / 2.0)
+"""``1 / sqrt(2 / (4 - pi))``: Rayleigh standard deviation over the Gaussian sigma."""
+QI1_ZSCORE = 10.0
+"""Robust z-score above which an air voxel is an artifact (Mortamet et al. 2009; MRIQC)."""
+PURE_TISSUE = 0.9
+"""Tissue probability above which a voxel counts as pure tissue for the statistics."""
+TISSUES = ("csf", "gm", "wm")
+MIN_AIR_VOXELS = 100
+
+
+def robust_sigma(values: np.ndarray) -> float:
+    """Return the normalized median absolute deviation (1.4826 MAD, a sigma for Gaussians)."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(1.4826 * np.median(np.abs(values - np.median(values)))) if values.size else 0.0
+
+
+def summary_stats(values: np.ndarray) -> dict[str, float]:
+    """Return MRIQC's intensity summary of a set of voxels (mean, median, stdv, p05, p95, n)."""
+    values = np.asarray(values, dtype=np.float64)
+    if not values.size:
+        return {"mean": math.nan, "median": math.nan, "stdv": math.nan, "mad": math.nan,
+                "p05": math.nan, "p95": math.nan, "n": 0}
+    p05, p95 = np.percentile(values, [5, 95])
+    return {"mean": float(values.mean()), "median": float(np.median(values)),
+            "stdv": float(values.std()), "mad": robust_sigma(values), "p05": float(p05),
+            "p95": float(p95), "n": int(values.size)}
+
+
+def cjv(mu_wm: float, mu_gm: float, sigma_wm: float, sigma_gm: float) -> float:
+    """Coefficient of joint variation of WM and GM (Ganzetti et al. 2016); lower is better."""
+    return float((sigma_wm + sigma_gm) / abs(mu_wm - mu_gm))
+
+
+def cnr(mu_wm: float, mu_gm: float, sigma_air: float, sigma_wm: float, sigma_gm: float) -> float:
+    """Contrast-to-noise ratio of GM and WM (Magnotta & Friedman 2006); higher is better."""
+    return float(abs(mu_wm - mu_gm) / math.sqrt(sigma_air**2 + sigma_gm**2 + sigma_wm**2))
+
+
+def snr(mu_fg: float, sigma_fg: float, n: int) -> float:
+    """Tissue signal-to-noise ratio ``mu / (sigma sqrt(n / (n - 1)))``."""
+    return float(mu_fg / (sigma_fg * math.sqrt(n / (n - 1))))
+
+
+def snr_dietrich(mu_fg: float, sigma_air: float) -> float:
+    """SNR with the noise from the air's Rayleigh standard deviation (Dietrich et al. 2007)."""
+    return float(DIETRICH_FACTOR * mu_fg / sigma_air)
+
+
+def efc(image: np.ndarray, frame: np.ndarray | None = None) -> float:
+    """Entropy focus criterion (Atkinson et al. 1997), 0 (all energy in one voxel) to 1.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The image (non-negative).
+    frame : numpy.ndarray of bool, optional
+        Voxels to use (e.g. without the zero padding of a reoriented image).
+    """
+    values = np.abs(np.asarray(image if frame is None else image[frame], dtype=np.float64))
+    values = values.ravel()
+    n_vox = values.size
+    b_max = math.sqrt(float((values**2).sum()))
+    if n_vox < 2 or b_max == 0:
+        return math.nan
+    ratio = values / b_max
+    entropy = -float(np.sum(ratio[ratio > 0] * np.log(ratio[ratio > 0])))
+    entropy_max = math.sqrt(n_vox) * math.log(math.sqrt(n_vox))
+    return entropy / entropy_max
+
+
+def fber(image: np.ndarray, head: np.ndarray, air: np.ndarray) -> float:
+    """Foreground-to-background energy ratio ``median(|head|^2) / median(|air|^2)``."""
+    background = float(np.median(np.abs(image[air]) ** 2))
+    if background <= 0:
+        return math.nan
+    return float(np.median(np.abs(image[head]) ** 2)) / background
+
+
+def wm2max(image: np.ndarray, wm: np.ndarray) -> float:
+    """Median WM intensity over the 99.95th percentile of the whole image."""
+    return float(np.median(image[wm]) / np.percentile(image, 99.95))
+
+
+def fwhm(image: np.ndarray, mask: np.ndarray, voxel_size) -> tuple[float, float, float]:
+    """Smoothness (mm) along each axis from the lag-1 autocorrelation inside ``mask``.
+
+    For a Gaussian-smoothed white-noise field the lag-1 correlation along an axis is
+    ``rho = exp(-1 / (4 s^2))`` (``s``: kernel sigma in voxels), hence
+    ``FWHM = sqrt(-2 ln 2 / ln rho)`` voxels (Forman et al. 1995; AFNI 3dFWHMx).
+
+    Returns
+    -------
+    tuple of float
+        FWHM along x, y and z in mm (NaN where an axis has no correlation to measure).
+    """
+    data = np.asarray(image, dtype=np.float64)
+    mask = np.asarray(mask, dtype=bool)
+    values = data[mask]
+    centred = np.where(mask, data - values.mean(), 0.0)
+    variance = float(np.mean(centred[mask] ** 2))
+    out = []
+    for axis, size in enumerate(voxel_size[:3]):
+        a = np.moveaxis(centred, axis, 0)
+        m = np.moveaxis(mask, axis, 0)
+        both = m[1:] & m[:-1]
+        if both.sum() < 10 or variance == 0:
+            out.append(math.nan)
+            continue
+        diff_var = float(np.mean((a[1:][both] - a[:-1][both]) ** 2))
+        rho = 1.0 - diff_var / (2.0 * variance)
+        out.append(float(size) * math.sqrt(-2.0 * math.log(2.0) / math.log(rho))
+                   if 0.0 < rho < 1.0 else math.nan)
+    return tuple(out)
+
+
+def head_mask(image: np.ndarray) -> np.ndarray:
+    """Return the head (everything that is not air) of an image with an air background.
+
+    A threshold halfway (in log intensity) between the air and bright tissue, and at
+    least 5 % of the bright tissue, then closing, hole filling (dark skull) and the
+    largest component.
+    """
+    data = np.asarray(image, dtype=np.float32)
+    positive = data[data > 0]
+    if positive.size == 0:
+        return np.zeros(data.shape, bool)
+    low, high = np.percentile(positive, [10, 99])
+    threshold = float(np.exp((np.log(max(low, 1e-6)) + np.log(max(high, 1e-6))) / 2.0))
+    threshold = max(threshold, 0.05 * high)  # faint ghosts in the air stay air
+    head = data > threshold
+    head = ndimage.binary_closing(head, iterations=2)
+    labels, n = ndimage.label(head)
+    if n > 1:
+        sizes = ndimage.sum(head, labels, index=np.arange(1, n + 1))
+        head = labels == (1 + int(np.argmax(sizes)))
+    for axis in range(3):  # fill holes slice by slice too (open nasal cavities)
+        head = np.stack([ndimage.binary_fill_holes(s) for s in np.moveaxis(head, axis, 0)],
+                        axis=axis)
+    return ndimage.binary_fill_holes(head)
+
+
+def artifact_fraction(image: np.ndarray, air: np.ndarray, zscore: float = QI1_ZSCORE) -> float:
+    """``qi_1``: fraction of air voxels with artifactual intensity (Mortamet et al. 2009).
+
+    Air voxels whose robust z-score (median, normalized MAD of the air) exceeds ``zscore``,
+    after a morphological opening that removes isolated noise voxels, over all air voxels.
+    """
+    values = image[air]
+    sigma = robust_sigma(values)
+    if values.size < MIN_AIR_VOXELS or sigma == 0:
+        return math.nan
+    candidates = np.zeros(image.shape, bool)
+    candidates[air] = (values - np.median(values)) / sigma > zscore
+    structure = ndimage.generate_binary_structure(3, 2)
+    artifacts = ndimage.binary_opening(candidates, structure)
+    return float(artifacts.sum() / air.sum())
+
+
+def inu_summary(bias: np.ndarray, brain: np.ndarray) -> tuple[float, float]:
+    """Median and 5-95 % range of a multiplicative bias field inside the brain."""
+    values = bias[brain]
+    p05, p95 = np.percentile(values, [5, 95])
+    return float(np.median(values)), float(p95 - p05)
+
+
+def bias_field_from_ratio(raw: np.ndarray, corrected: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """Recover the multiplicative field of a correction (``raw / corrected``) in the head."""
+    field = np.ones(raw.shape, np.float32)
+    valid = head & (corrected > 0) & (raw > 0)
+    field[valid] = raw[valid] / corrected[valid]
+    return field
+
+
+def compute_t1w_iqms(raw: np.ndarray, corrected: np.ndarray, brain: np.ndarray,
+                     tpms: dict[str, np.ndarray], voxel_size) -> dict:
+    """Compute every T1w IQM of one image.
+
+    Parameters
+    ----------
+    raw : numpy.ndarray
+        Conformed T1w before bias correction (head and air background).
+    corrected : numpy.ndarray
+        The same image after N4 (tissue statistics).
+    brain : numpy.ndarray of bool
+        Brain mask.
+    tpms : dict
+        ``{"csf", "gm", "wm"}`` tissue probability maps on the same grid.
+    voxel_size : sequence of float
+        Voxel size (mm).
+
+    Returns
+    -------
+    dict
+        MRIQC-named IQMs (floats or ``None``) and ``notes`` (list of str).
+    """
+    raw = np.asarray(raw, dtype=np.float32)
+    corrected = np.asarray(corrected, dtype=np.float32)
+    brain = np.asarray(brain, dtype=bool)
+    notes: list[str] = []
+    head = head_mask(raw) | brain
+    frame = raw != 0  # zero padding of reorientation, defacing and skull stripping
+    air = ~ndimage.binary_dilation(head, iterations=2) & frame
+    has_air = air.sum() >= MIN_AIR_VOXELS and robust_sigma(raw[air]) > 0
+    if not has_air:
+        notes.append("background is zero or too small (skull-stripped or masked input): "
+                     "air-based IQMs (cnr, snrd_*, fber, qi_1) are not defined")
+    pure = {t: (tpms[t] > PURE_TISSUE) & brain for t in TISSUES}
+    stats = {t: summary_stats(corrected[pure[t]]) for t in TISSUES}
+    stats["bg"] = summary_stats(raw[air])
+    iqms: dict = {}
+    wm, gm = stats["wm"], stats["gm"]
+    iqms["cjv"] = cjv(wm["median"], gm["median"], wm["mad"], gm["mad"])
+    iqms["cnr"] = (cnr(wm["median"], gm["median"], stats["bg"]["stdv"], wm["stdv"], gm["stdv"])
+                   if has_air else None)
+    for t in TISSUES:
+        iqms[f"snr_{t}"] = snr(stats[t]["median"], stats[t]["stdv"], stats[t]["n"])
+        iqms[f"snrd_{t}"] = snr_dietrich(stats[t]["median"], stats["bg"]["stdv"]) \
+            if has_air else None
+    iqms["snr_total"] = float(np.mean([iqms[f"snr_{t}"] for t in TISSUES]))
+    iqms["snrd_total"] = (float(np.mean([iqms[f"snrd_{t}"] for t in TISSUES]))
+                          if has_air else None)
+    iqms["efc"] = efc(raw, frame)
+    iqms["fber"] = fber(raw, head, air) if has_air else None
+    iqms["wm2max"] = wm2max(corrected, pure["wm"])
+    bias = bias_field_from_ratio(raw, corrected, head)
+    iqms["inu_med"], iqms["inu_range"] = inu_summary(bias, brain)
+    fx, fy, fz = fwhm(corrected, head & frame, voxel_size)
+    iqms.update(fwhm_x=fx, fwhm_y=fy, fwhm_z=fz, fwhm_avg=float(np.nanmean([fx, fy, fz])))
+    iqms["qi_1"] = artifact_fraction(raw, air) if has_air else None
+    volumes = {t: float(np.clip(tpms[t], 0, 1)[brain].sum()) for t in TISSUES}
+    total = sum(volumes.values())
+    for t in TISSUES:
+        iqms[f"icvs_{t}"] = volumes[t] / total if total else None
+    for label, s in stats.items():
+        for key in ("mean", "median", "stdv", "p05", "p95", "n"):
+            iqms[f"summary_{label}_{key}"] = s[key]
+    iqms = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in iqms.items()}
+    iqms["notes"] = notes
+    return iqms
