@@ -19,8 +19,6 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
@@ -30,20 +28,30 @@ from sklearn.metrics import (
     balanced_accuracy_score,
     mean_absolute_error,
 )
-from sklearn.model_selection import KFold, LeaveOneGroupOut, StratifiedKFold
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC, LinearSVR
+from tqdm.auto import tqdm
 
 from brainscale.errors import InputDataError
 from workflows.group.classify_combat import FoldComBat, float_values
+from workflows.group.classify_cv import (
+    nested_predictions,
+    outer_splits,
+    permute_within,
+    top_features,
+)
 from workflows.group.classify_metrics import (
+    ModelEvaluation,
     bootstrap_ci,
     classification_metrics,
     permutation_p_value,
     regression_metrics,
 )
-from workflows.group.classify_search import NestedGridSearch, UnivariateScreen
+from workflows.group.classify_permutation import permuted_predictions
+from workflows.group.classify_search import InnerSplits, NestedGridSearch, UnivariateScreen
+from workflows.group.covariates import split_covariate_types
 from workflows.group.models import (
     BrainNetCNNClassifier,
     BrainNetCNNRegressor,
@@ -129,43 +137,6 @@ def infer_task(target: pd.Series) -> str:
     return "regression" if numeric and values.nunique() > 10 else "classification"
 
 
-@dataclass
-class ModelEvaluation:
-    """What :func:`evaluate_model` found, as tables ready to be written.
-
-    Attributes
-    ----------
-    metrics : pandas.DataFrame
-        One row per metric: ``metric``, ``value``, ``ci_low``, ``ci_high`` (bootstrap 95 %).
-    p_value : float
-        Permutation-test p-value of the primary score (NaN when no permutation was run).
-    predictions : pandas.DataFrame
-        Out-of-fold predictions, one row per participant (``fold``, ``y_true``, ``y_pred``,
-        ``score`` columns).
-    confusion : pandas.DataFrame or None
-        Confusion matrix of the out-of-fold predictions (rows: truth, columns: predicted).
-    roc : pandas.DataFrame or None
-        ROC curve (``fpr``, ``tpr``, ``threshold``) of a binary classification.
-    top_features : pandas.DataFrame
-        Feature importances of the model refitted on all rows, largest first.
-    final_model : sklearn.pipeline.Pipeline
-        The pipeline refitted on all rows with the hyperparameters chosen by inner CV.
-    """
-
-    model: str
-    task: str
-    cv: str
-    metrics: pd.DataFrame
-    p_value: float
-    null_scores: np.ndarray
-    predictions: pd.DataFrame
-    confusion: pd.DataFrame | None
-    roc: pd.DataFrame | None
-    top_features: pd.DataFrame
-    final_model: Pipeline
-    notes: list[str] = field(default_factory=list)
-
-
 def make_pipeline(
     estimator, *, harmonizer: FoldComBat | None, screen: UnivariateScreen | None = None
 ) -> Pipeline:
@@ -182,118 +153,82 @@ def site_predictability(
     *,
     site_col: str,
     covariates: list[str] = (),
+    categorical: list[str] | None = None,
+    continuous: list[str] | None = None,
     harmonize: bool = True,
     seed: int = 0,
+    n_jobs: int = 1,
 ) -> float:
     """Return how well the site can be predicted from features (balanced accuracy, 5-fold).
 
     A diagnostic of harmonization: with ``harmonize`` ComBat is fitted on the training
     rows of each fold (sites known, as when harmonizing a cohort), then a logistic
     regression predicts the site of the test rows. Chance is ``1 / n_sites``.
+
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        Participants x features.
+    covars : pandas.DataFrame
+        Site and covariate columns, indexed like ``features``.
+    site_col : str
+        Column of ``covars`` with the site.
+    covariates, categorical, continuous : list of str
+        Covariates protected by ComBat, typed as in
+        :func:`~workflows.group.covariates.split_covariate_types`.
+    harmonize : bool
+        Fit ComBat inside each training fold before predicting the site.
+    seed : int
+        Seed of the stratified folds.
+    n_jobs : int
+        Folds fitted in parallel.
+
+    Returns
+    -------
+    float
+        Balanced accuracy of the site prediction (chance: ``1 / n_sites``).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> covars = pd.DataFrame({"site": np.repeat(["a", "b", "c"], 30)})
+    >>> shift = np.repeat([[0.0], [1.5], [-1.5]], 30, axis=0)
+    >>> features = pd.DataFrame(rng.normal(size=(90, 10)) + shift)
+    >>> site_predictability(features, covars, site_col="site", harmonize=False) > 0.8
+    True
+    >>> site_predictability(features, covars, site_col="site") < 0.6
+    True
     """
     sites = covars.loc[features.index, site_col].astype(str).to_numpy()
-    numeric = [c for c in covariates if pd.api.types.is_numeric_dtype(covars[c])]
+    cat, cont = split_covariate_types(
+        covars, list(covariates), categorical=categorical, continuous=continuous
+    )
     harmonizer = (
-        FoldComBat(
-            covars.loc[features.index],
-            batch_col=site_col,
-            categorical_cols=tuple(c for c in covariates if c not in numeric),
-            continuous_cols=tuple(numeric),
-        )
+        FoldComBat(batch_col=site_col, categorical_cols=cat, continuous_cols=cont)
         if harmonize
         else None
     )
     pipeline = make_pipeline(LogisticRegression(C=1.0, max_iter=5000), harmonizer=harmonizer)
-    splits = StratifiedKFold(5, shuffle=True, random_state=seed).split(sites, sites)
-    predicted = np.empty(len(sites), dtype=object)
-    for train, test in splits:
-        fitted = clone(pipeline).fit(features.iloc[train], sites[train])
-        predicted[test] = fitted.predict(features.iloc[test])
+    search = NestedGridSearch(pipeline, {}, cv=InnerSplits(3), scoring="balanced_accuracy")
+    splits = list(StratifiedKFold(5, shuffle=True, random_state=seed).split(sites, sites))
+    params = {"covars": covars.loc[features.index]} if harmonize else {}
+    predicted, _, _ = nested_predictions(
+        search, features, sites, splits, "classification", params=params, n_jobs=n_jobs
+    )
     return float(balanced_accuracy_score(sites, predicted.astype(str)))
 
 
-def _outer_splits(y: np.ndarray, groups: np.ndarray | None, task: str, seed: int):
-    if groups is not None and len(np.unique(groups)) >= 3:
-        return "leave-one-site-out", list(LeaveOneGroupOut().split(y, y, groups))
-    if task == "classification":
-        n_splits = int(min(5, np.bincount(pd.factorize(y)[0]).min()))
-        if n_splits < 2:
-            raise InputDataError("each class needs at least 2 participants for cross-validation")
-        splitter = StratifiedKFold(n_splits, shuffle=True, random_state=seed)
-    else:
-        splitter = KFold(5, shuffle=True, random_state=seed)
-    return f"{splitter.get_n_splits()}-fold", list(splitter.split(y, y))
-
-
 def _inner_search(pipeline: Pipeline, grid: dict, task: str, seed: int) -> NestedGridSearch:
-    inner = (
-        StratifiedKFold(3, shuffle=True, random_state=seed)
-        if task == "classification"
-        else KFold(3, shuffle=True, random_state=seed)
-    )
     scoring = "balanced_accuracy" if task == "classification" else "neg_mean_absolute_error"
+    inner = InnerSplits(3, task=task, seed=seed)
     return NestedGridSearch(pipeline, grid, cv=inner, scoring=scoring)
-
-
-def _decision_scores(model, X) -> np.ndarray | None:
-    if hasattr(model, "predict_proba"):
-        proba = model.predict_proba(X)
-        return proba[:, 1] if proba.shape[1] == 2 else proba
-    if hasattr(model, "decision_function"):
-        return model.decision_function(X)
-    return None
-
-
-def _nested_predictions(search, X, y, splits, task):
-    y_pred = np.empty(len(y), dtype=object if task == "classification" else float)
-    scores, folds = None, np.empty(len(y), dtype=int)
-    for fold, (train, test) in enumerate(splits):
-        fitted = clone(search).fit(X.iloc[train], y[train])
-        y_pred[test] = fitted.predict(X.iloc[test])
-        folds[test] = fold
-        if task == "classification":
-            fold_scores = _decision_scores(fitted, X.iloc[test])
-            if fold_scores is not None:
-                if scores is None:
-                    scores = np.zeros((len(y), *fold_scores.shape[1:]))
-                scores[test] = fold_scores
-    if task == "classification":
-        y_pred = y_pred.astype(y.dtype)
-    return y_pred, scores, folds
 
 
 def _primary_score(task, y, y_pred) -> float:
     if task == "classification":
         return balanced_accuracy_score(y, y_pred)
     return -mean_absolute_error(y, y_pred)
-
-
-def _permute_within(y: np.ndarray, groups: np.ndarray | None, rng) -> np.ndarray:
-    permuted = y.copy()
-    if groups is None:
-        return rng.permutation(y)
-    for group in np.unique(groups):
-        index = np.flatnonzero(groups == group)
-        permuted[index] = y[rng.permutation(index)]
-    return permuted
-
-
-def _top_features(final_model: Pipeline, names: list[str]) -> pd.DataFrame:
-    model = final_model.named_steps["model"]
-    if hasattr(model, "coef_"):
-        coef = np.atleast_2d(model.coef_)
-        weights, signed = np.abs(coef).mean(axis=0), coef.mean(axis=0)
-    elif hasattr(model, "feature_importances_"):
-        weights = signed = np.asarray(model.feature_importances_)
-    else:
-        return pd.DataFrame(columns=["feature", "importance", "signed_weight"])
-    if "screen" in final_model.named_steps:  # screened-out features weigh 0
-        kept = final_model.named_steps["screen"].get_support(indices=True)
-        full = np.zeros((2, len(names)))
-        full[:, kept] = weights, signed
-        weights, signed = full
-    table = pd.DataFrame({"feature": names, "importance": weights, "signed_weight": signed})
-    return table.sort_values("importance", ascending=False, ignore_index=True)
 
 
 def evaluate_model(
@@ -305,14 +240,21 @@ def evaluate_model(
     task: str | None = None,
     site_col: str | None = None,
     covariates: list[str] = (),
+    categorical: list[str] | None = None,
+    continuous: list[str] | None = None,
     harmonize: bool = True,
-    leave_site_out: bool = True,
+    cv="auto",
+    leave_site_out: bool | None = None,
+    positive_label=None,
     seed: int = 0,
     n_permutations: int = 0,
     n_bootstrap: int = 1000,
     device: str = "auto",
     param_grid: dict | None = None,
     max_features: int | None = MAX_FEATURES,
+    n_jobs: int = 1,
+    progress: bool | None = None,
+    permutation_method: str = "shared",
 ) -> ModelEvaluation:
     """Score a model that predicts ``target`` from ``features`` with nested cross-validation.
 
@@ -330,19 +272,31 @@ def evaluate_model(
     task : {"classification", "regression"}, optional
         Inferred from ``target`` by :func:`infer_task` when omitted.
     site_col : str, optional
-        Column of ``covars`` with the site: ComBat batches, within-site permutations and,
-        with ``leave_site_out``, the outer CV groups.
+        Column of ``covars`` with the site: ComBat batches, within-site permutations,
+        the groups of ``cv="leave-site-out"`` and of the inner leave-sites-out folds.
     covariates : list of str
-        Columns of ``covars`` protected by ComBat (numeric ones continuous, others
-        categorical). The target is never used as a ComBat covariate.
+        Columns of ``covars`` protected by ComBat. The target is never used as a ComBat
+        covariate.
+    categorical, continuous : list of str, optional
+        Explicit covariate types (added to ``covariates``). Untyped covariates are
+        continuous when numeric; an integer column with few levels then warns
+        (:func:`~workflows.group.covariates.split_covariate_types`).
     harmonize : bool
         Fit ComBat inside each training fold (needs ``site_col``).
-    leave_site_out : bool
-        Outer CV leaves one site out (with 3 or more sites); ``False``: stratified K-fold.
+    cv : "auto", "leave-site-out", int or splitter
+        Outer cross-validation (:func:`~workflows.group.classify_cv.outer_splits`):
+        ``"auto"`` leaves one site out with 3 or more sites, else 5 stratified folds;
+        an integer: that many stratified shuffled folds (e.g. a published 10-fold
+        protocol); a scikit-learn splitter gets the sites as ``groups``.
+    leave_site_out : bool, optional
+        Former switch: ``False`` is ``cv=5``, ``True`` is ``cv="auto"``.
+    positive_label : object, optional
+        The positive class of a binary task (ROC curve, AUC, ``score`` column); by
+        default the class that sorts last (recorded in ``notes``).
     seed : int
         Seed of the CV splits, the models, the bootstrap and the permutations.
     n_permutations : int
-        Label permutations of the whole nested CV for the p-value (0: no test).
+        Label permutations (within sites) of the whole nested CV for the p-value.
     n_bootstrap : int
         Bootstrap resamples of the out-of-fold predictions for the confidence intervals.
     device : str
@@ -355,14 +309,46 @@ def evaluate_model(
         ``max_features`` with the largest univariate F statistic, chosen on the
         training rows of each fold (:class:`~workflows.group.classify_search.UnivariateScreen`);
         ``None`` keeps every feature.
+    n_jobs : int
+        Parallel workers (outer folds; -1: all cores).
+    progress : bool or None
+        Progress bar of the permutation test; ``None``: only on a terminal.
+    permutation_method : {"shared", "loop"}
+        ``"shared"`` (:func:`~workflows.group.classify_permutation.permuted_predictions`)
+        shares the label-free work across permutations; ``"loop"`` repeats the nested
+        CV per permutation. Both give the same p-value.
 
     Returns
     -------
     ModelEvaluation
         Metrics with confidence intervals, permutation p-value, predictions, confusion
-        matrix, ROC curve, top features and the final refitted pipeline.
+        matrix, ROC curve, top features and the final refitted pipeline (apply it with
+        ``covars=`` under ``sklearn.config_context(enable_metadata_routing=True)``
+        when it harmonizes).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> n = 90
+    >>> covars = pd.DataFrame({"site": np.repeat(["a", "b", "c"], 30),
+    ...                        "age": rng.uniform(20, 80, n),
+    ...                        "dx": np.tile(["control", "patient"], 45)})
+    >>> features = pd.DataFrame(rng.normal(size=(n, 20)))
+    >>> features[0] += 1.5 * (covars["dx"] == "patient")
+    >>> result = evaluate_model(features, covars["dx"], covars=covars, site_col="site",
+    ...                         continuous=["age"], cv="leave-site-out",
+    ...                         positive_label="patient", n_permutations=20, n_bootstrap=100)
+    >>> result.cv, result.p_value < 0.1
+    ('leave-one-site-out', True)
     """
     notes: list[str] = []
+    if leave_site_out is not None:
+        cv = "auto" if leave_site_out else 5
+    if permutation_method not in ("shared", "loop"):
+        raise ValueError("permutation_method must be 'shared' or 'loop'")
+    extra = [*(categorical or ()), *(continuous or ())]
+    covariates = list(dict.fromkeys([*covariates, *extra]))
     keep = target.notna()
     if covars is not None:
         needed = [c for c in [site_col, *covariates] if c]
@@ -383,19 +369,24 @@ def evaluate_model(
     y = target.loc[X.index].to_numpy()
     task = task or infer_task(target)
     groups = covars.loc[X.index, site_col].to_numpy() if site_col and covars is not None else None
+    positive = None
+    if task == "classification" and len(np.unique(y)) == 2:
+        classes = list(np.unique(y))
+        positive = classes[-1] if positive_label is None else positive_label
+        if positive not in classes:
+            raise InputDataError(f"positive_label {positive_label!r} is not a class of {classes}")
+        notes.append(f"positive class: {positive!r}")
 
     protected = [c for c in covariates if c != target.name]
     if len(protected) < len(covariates):
         notes.append(f"target {target.name!r} removed from the ComBat covariates (it would leak)")
-    harmonizer = None
+    harmonizer, params = None, {}
     if harmonize and groups is not None:
-        numeric = [c for c in protected if pd.api.types.is_numeric_dtype(covars[c])]
-        harmonizer = FoldComBat(
-            covars.loc[X.index],
-            batch_col=site_col,
-            categorical_cols=tuple(c for c in protected if c not in numeric),
-            continuous_cols=tuple(numeric),
+        cat, cont = split_covariate_types(
+            covars, protected, categorical=categorical, continuous=continuous
         )
+        harmonizer = FoldComBat(batch_col=site_col, categorical_cols=cat, continuous_cols=cont)
+        params = {"covars": covars.loc[X.index, [site_col, *cat, *cont]]}
     estimator, grid = build_model(model, task, seed=seed, device=device)
     grid = grid if param_grid is None else param_grid
     screen = None
@@ -407,27 +398,42 @@ def evaluate_model(
         )
     pipeline = make_pipeline(estimator, harmonizer=harmonizer, screen=screen)
     search = _inner_search(pipeline, grid, task, seed)
-    cv_name, splits = _outer_splits(y, groups if leave_site_out else None, task, seed)
+    cv_name, splits = outer_splits(cv, y, groups, task, seed)
+    cv_args = {"groups": groups, "params": params}
 
-    y_pred, scores, folds = _nested_predictions(search, X, y, splits, task)
+    y_pred, scores, folds = nested_predictions(
+        search, X, y, splits, task, positive=positive, n_jobs=n_jobs, **cv_args
+    )
     rng = np.random.default_rng(seed)
     if task == "classification":
-        metrics, confusion, roc = classification_metrics(y, y_pred, scores, n_bootstrap, rng)
+        metrics, confusion, roc = classification_metrics(
+            y, y_pred, scores, n_bootstrap, rng, positive=positive
+        )
     else:
         metrics, confusion, roc = regression_metrics(y, y_pred, n_bootstrap, rng), None, None
 
     observed = _primary_score(task, y, y_pred)
-    null_scores = np.array(
-        [
-            _primary_score(
-                task, permuted, _nested_predictions(search, X, permuted, splits, task)[0]
-            )
-            for permuted in (_permute_within(y, groups, rng) for _ in range(n_permutations))
-        ]
-    )
+    permuted = np.array([permute_within(y, groups, rng) for _ in range(n_permutations)])
+    null_scores = np.array([])
+    if n_permutations and permutation_method == "shared":
+        null_pred = permuted_predictions(
+            search, X, permuted, splits, n_jobs=n_jobs, progress=progress, **cv_args
+        )
+        null_scores = np.array(
+            [_primary_score(task, *pair) for pair in zip(permuted, null_pred, strict=True)]
+        )
+    elif n_permutations:
+        null_scores = np.array(
+            [
+                _primary_score(
+                    task, labels, nested_predictions(search, X, labels, splits, task, **cv_args)[0]
+                )
+                for labels in tqdm(permuted, disable=None if progress is None else not progress)
+            ]
+        )
     p_value = permutation_p_value(observed, null_scores)
 
-    final = clone(search).fit(X, y).best_estimator_
+    final = clone(search).fit(X, y, groups=groups, **params).best_estimator_
     predictions = pd.DataFrame({"fold": folds, "y_true": y, "y_pred": y_pred}, index=X.index)
     if scores is not None and scores.ndim == 1:
         predictions["score"] = scores
@@ -441,7 +447,7 @@ def evaluate_model(
         predictions=predictions,
         confusion=confusion,
         roc=roc,
-        top_features=_top_features(final, list(X.columns)),
+        top_features=top_features(final, list(X.columns)),
         final_model=final,
         notes=notes,
     )

@@ -10,8 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 
 from brainscale.errors import InputDataError
+from workflows.group.covariates import covariates_of
 from workflows.group.harmonize import ComBat
 
 
@@ -22,11 +24,15 @@ def float_values(table: pd.DataFrame) -> np.ndarray:
 
 
 class FoldComBat(TransformerMixin, BaseEstimator):
-    """ComBat as a scikit-learn transformer that finds each row's covariates in a side table.
+    """ComBat as a scikit-learn transformer for cross-validation folds.
 
-    ``X`` must be a DataFrame whose index labels are rows of ``covars``; scikit-learn's
-    cross-validation keeps the index when it subsets a DataFrame, so that each fold
-    fits ComBat on its own training rows only.
+    Each row's batch and covariates come from ``covars`` (passed to ``fit`` and
+    ``transform``; inside a :class:`~sklearn.pipeline.Pipeline` through scikit-learn
+    metadata routing, which this transformer requests) or, when ``covars`` is
+    omitted, from the columns of ``X`` named ``batch_col``, ``categorical_cols`` and
+    ``continuous_cols`` (left out of the output). ``covars`` may be the whole
+    participants table: rows are looked up by ``X``'s index when it holds them, else
+    taken in order.
 
     A batch that was not in the training rows (the held-out site of leave-site-out CV)
     is aligned without labels: the covariate effects and the pooled residual scale
@@ -37,19 +43,37 @@ class FoldComBat(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    covars : pandas.DataFrame
-        Batch and covariate columns, indexed like the feature rows.
     batch_col : str
-        Column of ``covars`` holding the batch (site or scanner).
+        Column holding the batch (site or scanner).
     categorical_cols, continuous_cols : sequence of str
         Covariates whose effects ComBat protects. Never include the prediction target.
     eb, parametric, mean_only : bool
         ComBat's options (see :class:`workflows.group.harmonize.ComBat`).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from sklearn import config_context
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> rng = np.random.default_rng(0)
+    >>> covars = pd.DataFrame({"site": np.repeat(["a", "b", "c"], 20),
+    ...                        "age": rng.uniform(20, 80, 60)})
+    >>> X = pd.DataFrame(rng.normal(size=(60, 4)) + np.repeat([0.0, 2.0, -1.0], 20)[:, None])
+    >>> y = np.tile([0, 1], 30)
+    >>> with config_context(enable_metadata_routing=True):
+    ...     model = make_pipeline(FoldComBat("site", continuous_cols=["age"]),
+    ...                           LogisticRegression()).fit(X[:40], y[:40], covars=covars[:40])
+    ...     predicted = model.predict(X[40:], covars=covars[40:])  # site "c" is new
+    >>> predicted.shape
+    (20,)
     """
+
+    __metadata_request__fit = {"covars": True}
+    __metadata_request__transform = {"covars": True}
 
     def __init__(
         self,
-        covars: pd.DataFrame,
         batch_col: str = "site",
         categorical_cols=(),
         continuous_cols=(),
@@ -57,7 +81,6 @@ class FoldComBat(TransformerMixin, BaseEstimator):
         parametric: bool = True,
         mean_only: bool = False,
     ):
-        self.covars = covars
         self.batch_col = batch_col
         self.categorical_cols = categorical_cols
         self.continuous_cols = continuous_cols
@@ -65,13 +88,14 @@ class FoldComBat(TransformerMixin, BaseEstimator):
         self.parametric = parametric
         self.mean_only = mean_only
 
-    def _rows(self, X) -> tuple[np.ndarray, pd.DataFrame]:
-        if not isinstance(X, pd.DataFrame):
-            raise TypeError("FoldComBat needs a DataFrame whose index points into covars")
-        missing = X.index.difference(self.covars.index)
-        if len(missing):
-            raise InputDataError(f"no covariates for rows {list(missing[:5])}")
-        return float_values(X), self.covars.loc[X.index]
+    def _rows(self, X, covars) -> tuple[np.ndarray, pd.DataFrame]:
+        features, covars = covariates_of(X, covars, self._combat_columns())
+        values = float_values(features)
+        if values.shape[0] == 0 or values.shape[1] == 0:
+            raise ValueError(f"0 sample(s) or feature(s) in an array of shape {values.shape}")
+        if not np.isfinite(values).all():
+            raise ValueError("Input X contains NaN or infinity")
+        return values, covars.loc[features.index, self._combat_columns()]
 
     def _combat_columns(self) -> list[str]:
         return [self.batch_col, *self.categorical_cols, *self.continuous_cols]
@@ -90,17 +114,17 @@ class FoldComBat(TransformerMixin, BaseEstimator):
             columns.append(covars[col].to_numpy(dtype=float))
         return np.column_stack(columns)
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, covars: pd.DataFrame | None = None):
         """Fit ComBat on the rows of ``X``; ``y`` is ignored (the target is never used)."""
-        self._fit(X)
+        self._fit(X, covars)
         return self
 
-    def fit_transform(self, X, y=None) -> np.ndarray:
+    def fit_transform(self, X, y=None, covars: pd.DataFrame | None = None) -> np.ndarray:
         """Fit on ``X`` and return its harmonized rows (one ComBat pass, not two)."""
-        return self._fit(X)
+        return self._fit(X, covars)
 
-    def _fit(self, X) -> np.ndarray:
-        harmonized, covars = self._rows(X)
+    def _fit(self, X, covars) -> np.ndarray:
+        harmonized, covars = self._rows(X, covars)
         self.batches_ = sorted(pd.unique(covars[self.batch_col]))
         self.levels_ = {c: sorted(pd.unique(covars[c])) for c in self.categorical_cols}
         self.n_features_in_ = harmonized.shape[1]
@@ -116,7 +140,7 @@ class FoldComBat(TransformerMixin, BaseEstimator):
                 mean_only=self.mean_only,
             )
             table = self._table(harmonized, covars)
-            harmonized = float_values(self.combat_.fit_transform(table, covars[cols]))
+            harmonized = float_values(self.combat_.fit_transform(table, covars=covars[cols]))
         design = self._design(covars).astype(harmonized.dtype)
         self.beta_ = np.linalg.solve(design.T @ design, design.T @ harmonized)
         self.residual_scale_ = np.empty(harmonized.shape[1])
@@ -127,9 +151,15 @@ class FoldComBat(TransformerMixin, BaseEstimator):
         self.residual_scale_[self.residual_scale_ == 0] = 1.0
         return harmonized
 
-    def transform(self, X) -> np.ndarray:
+    def transform(self, X, covars: pd.DataFrame | None = None) -> np.ndarray:
         """Return the harmonized rows of ``X`` as an array (columns in ``X``'s order)."""
-        values, covars = self._rows(X)
+        check_is_fitted(self, "beta_")
+        values, covars = self._rows(X, covars)
+        if values.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {values.shape[1]} features, but FoldComBat is expecting "
+                f"{self.n_features_in_} features as input"
+            )
         out = np.empty_like(values)
         batch = covars[self.batch_col].astype(str).to_numpy()
         seen = np.isin(batch, [str(b) for b in self.batches_])

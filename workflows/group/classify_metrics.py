@@ -7,10 +7,13 @@ evaluated thousands of times inside the bootstrap are computed directly with Num
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
+from sklearn.pipeline import Pipeline
 
 
 def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -19,11 +22,11 @@ def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean(recalls))
 
 
-def _auc(y_true: np.ndarray, scores: np.ndarray, classes: np.ndarray) -> float:
+def _auc(y_true: np.ndarray, scores: np.ndarray, classes: np.ndarray, positive=None) -> float:
     if len(np.unique(y_true)) < 2:
         return np.nan
     if scores.ndim == 1:
-        positive = y_true == classes[-1]
+        positive = y_true == (classes[-1] if positive is None else positive)
         n_pos, n_neg = positive.sum(), (~positive).sum()
         ranks = rankdata(scores)
         return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
@@ -60,7 +63,7 @@ def bootstrap_ci(values_fn, n_rows: int, n_bootstrap: int, rng, level: float = 0
     return tuple(np.percentile(stats, [tail, 100 - tail]))
 
 
-def classification_metrics(y_true, y_pred, scores, n_bootstrap: int, rng):
+def classification_metrics(y_true, y_pred, scores, n_bootstrap: int, rng, positive=None):
     """Accuracy, balanced accuracy and ROC AUC with bootstrap CIs, confusion matrix, ROC curve.
 
     Parameters
@@ -73,6 +76,9 @@ def classification_metrics(y_true, y_pred, scores, n_bootstrap: int, rng):
         Bootstrap resamples for the confidence intervals.
     rng : numpy.random.Generator
         Random generator of the resampling.
+    positive : object, optional
+        Positive class of a binary task (default: the class that sorts last); ``scores``
+        are that class's.
 
     Returns
     -------
@@ -85,7 +91,7 @@ def classification_metrics(y_true, y_pred, scores, n_bootstrap: int, rng):
         "balanced_accuracy": lambda i: _balanced_accuracy(y_true[i], y_pred[i]),
     }
     if scores is not None:
-        functions["roc_auc"] = lambda i: _auc(y_true[i], scores[i], classes)
+        functions["roc_auc"] = lambda i: _auc(y_true[i], scores[i], classes, positive)
     everyone = np.arange(len(y_true))
     rows = [
         (name, fn(everyone), *bootstrap_ci(fn, len(y_true), n_bootstrap, rng))
@@ -99,7 +105,9 @@ def classification_metrics(y_true, y_pred, scores, n_bootstrap: int, rng):
     )
     roc = None
     if scores is not None and scores.ndim == 1 and len(classes) == 2:
-        fpr, tpr, threshold = roc_curve(y_true == classes[-1], scores)
+        fpr, tpr, threshold = roc_curve(
+            y_true == (classes[-1] if positive is None else positive), scores
+        )
         roc = pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": threshold})
     return metrics, confusion, roc
 
@@ -125,3 +133,40 @@ def permutation_p_value(observed: float, null_scores: np.ndarray) -> float:
     if len(null_scores) == 0:
         return np.nan
     return float((1 + np.sum(null_scores >= observed - 1e-12)) / (1 + len(null_scores)))
+
+
+@dataclass
+class ModelEvaluation:
+    """What :func:`evaluate_model` found, as tables ready to be written.
+
+    Attributes
+    ----------
+    metrics : pandas.DataFrame
+        One row per metric: ``metric``, ``value``, ``ci_low``, ``ci_high`` (bootstrap 95 %).
+    p_value : float
+        Permutation-test p-value of the primary score (NaN when no permutation was run).
+    predictions : pandas.DataFrame
+        Out-of-fold predictions, one row per participant (``fold``, ``y_true``, ``y_pred``,
+        ``score`` columns).
+    confusion : pandas.DataFrame or None
+        Confusion matrix of the out-of-fold predictions (rows: truth, columns: predicted).
+    roc : pandas.DataFrame or None
+        ROC curve (``fpr``, ``tpr``, ``threshold``) of a binary classification.
+    top_features : pandas.DataFrame
+        Feature importances of the model refitted on all rows, largest first.
+    final_model : sklearn.pipeline.Pipeline
+        The pipeline refitted on all rows with the hyperparameters chosen by inner CV.
+    """
+
+    model: str
+    task: str
+    cv: str
+    metrics: pd.DataFrame
+    p_value: float
+    null_scores: np.ndarray
+    predictions: pd.DataFrame
+    confusion: pd.DataFrame | None
+    roc: pd.DataFrame | None
+    top_features: pd.DataFrame
+    final_model: Pipeline
+    notes: list[str] = field(default_factory=list)

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn import config_context
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, TransformerMixin, clone
 from sklearn.metrics import get_scorer
-from sklearn.model_selection import ParameterGrid
+from sklearn.model_selection import GroupKFold, KFold, ParameterGrid, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted
 
 #: Rows per chunk of the streaming statistics (about 40 MB of float64 for 80,000 columns).
 CHUNK_ROWS = 64
@@ -53,15 +55,44 @@ def f_statistics(X, y, *, task: str = "classification") -> np.ndarray:
     ndarray, shape (n_features,)
         F statistics; NaN for features that are constant (within every class).
     """
+    return f_statistics_many(X, np.asarray(y)[None, :], task=task)[0]
+
+
+def f_statistics_many(X, labels, *, task: str = "classification") -> np.ndarray:
+    """F statistics of every feature against each of several target vectors at once.
+
+    The label-independent sums are accumulated once and the class (or target) sums of
+    all vectors come from one matrix product per chunk of rows, so the statistics of
+    100 permuted label vectors cost about as much as those of a few. Row ``k`` equals
+    ``f_statistics(X, labels[k], task=task)``.
+
+    Parameters
+    ----------
+    X : array-like, shape (n_samples, n_features)
+        Features.
+    labels : array-like, shape (n_vectors, n_samples)
+        Target vectors (classification: the same classes in each, e.g. permutations).
+    task : {"classification", "regression"}
+        Which statistic.
+
+    Returns
+    -------
+    ndarray, shape (n_vectors, n_features)
+    """
     values = _values(X)
-    y = np.asarray(y)
-    n, p = values.shape
+    labels = np.asarray(labels)
+    n_vectors, n = labels.shape
+    p = values.shape[1]
     if task == "classification":
-        _, codes = np.unique(y, return_inverse=True)
-        groups = np.eye(codes.max() + 1)[codes]  # one-hot, (n, n_classes)
+        _, codes = np.unique(labels, return_inverse=True)
+        codes = codes.reshape(labels.shape)
+        n_classes = int(codes.max()) + 1
+        # one-hot of every vector side by side: (n, n_vectors * n_classes)
+        groups = np.zeros((n, n_vectors * n_classes))
+        groups[np.arange(n)[:, None], np.arange(n_vectors) * n_classes + codes.T] = 1.0
     else:
-        target = y.astype(float)
-        groups = (target - target.mean())[:, None]
+        target = labels.astype(float)
+        groups = (target - target.mean(axis=1, keepdims=True)).T
     shift = values[: min(n, CHUNK_ROWS)].astype(np.float64).mean(axis=0)
     sums = np.zeros(p)
     squares = np.zeros(p)
@@ -74,13 +105,19 @@ def f_statistics(X, y, *, task: str = "classification") -> np.ndarray:
     total_ss = squares - sums**2 / n
     with np.errstate(divide="ignore", invalid="ignore"):
         if task == "classification":
-            counts = groups.sum(axis=0)
-            between = (by_group**2 / counts[:, None]).sum(axis=0) - sums**2 / n
+            counts = groups.sum(axis=0).reshape(n_vectors, n_classes)
+            by_class = by_group.reshape(n_vectors, n_classes, p)
+            between = (by_class**2 / counts[:, :, None]).sum(axis=1) - sums**2 / n
             within = total_ss - between
-            n_classes = groups.shape[1]
             return (between / (n_classes - 1)) / (within / (n - n_classes))
-        r = by_group[0] / np.sqrt(total_ss * np.sum(groups[:, 0] ** 2))
+        r = by_group / np.sqrt(total_ss * np.sum(groups**2, axis=0)[:, None])
         return r**2 / (1 - r**2) * (n - 2)
+
+
+def top_k_support(scores: np.ndarray, k: int) -> np.ndarray:
+    """Return the indices (increasing) of the ``k`` largest scores (NaN last, ties by position)."""
+    ranking = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")
+    return np.sort(ranking[:k])
 
 
 class UnivariateScreen(TransformerMixin, BaseEstimator):
@@ -109,13 +146,19 @@ class UnivariateScreen(TransformerMixin, BaseEstimator):
         """Score every feature on the training rows and choose the ``k`` best."""
         self.scores_ = f_statistics(X, y, task=self.task)
         self.n_features_in_ = self.scores_.size
-        ranking = np.argsort(-np.nan_to_num(self.scores_, nan=-np.inf), kind="stable")
-        self.support_ = np.sort(ranking[: self.k])
+        self.support_ = top_k_support(self.scores_, self.k)
         return self
 
     def transform(self, X) -> np.ndarray:
         """Return the kept columns."""
-        return _values(X)[:, self.support_]
+        check_is_fitted(self, "support_")
+        values = _values(X)
+        if values.ndim != 2 or values.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {values.shape[-1]} features, but UnivariateScreen is expecting "
+                f"{self.n_features_in_} features as input"
+            )
+        return values[:, self.support_]
 
     def get_support(self, indices: bool = False) -> np.ndarray:
         """Boolean mask (or indices) of the kept features, as scikit-learn selectors do."""
@@ -124,6 +167,51 @@ class UnivariateScreen(TransformerMixin, BaseEstimator):
         mask = np.zeros(self.n_features_in_, dtype=bool)
         mask[self.support_] = True
         return mask
+
+
+class InnerSplits:
+    """The inner cross-validation of nested CV: leave-sites-out when sites are known.
+
+    With groups (sites) and at least ``n_splits`` of them in the training rows the
+    inner folds are :class:`~sklearn.model_selection.GroupKFold` over sites, so that
+    hyperparameters are chosen for what the outer leave-site-out loop scores (a new
+    site) and the folds do not depend on the labels: they are the same for every
+    permuted label vector, which lets the permutation test share the in-fold ComBat
+    fits (:mod:`workflows.group.classify_permutation`). Otherwise the folds are
+    stratified (classification) or plain shuffled K-folds.
+
+    Parameters
+    ----------
+    n_splits : int
+        Inner folds.
+    task : {"classification", "regression"}
+        Stratify on the labels (classification) or not.
+    seed : int
+        Shuffling seed of the K-folds.
+    """
+
+    def __init__(self, n_splits: int = 3, task: str = "classification", seed: int = 0):
+        self.n_splits = n_splits
+        self.task = task
+        self.seed = seed
+
+    def label_free(self, groups) -> bool:
+        """Return whether the folds of rows with these ``groups`` ignore the labels."""
+        return groups is not None and len(np.unique(groups)) >= self.n_splits
+
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:
+        """Return the number of inner folds."""
+        return self.n_splits
+
+    def split(self, X, y, groups=None):
+        """Yield ``(train, test)`` row indices."""
+        if self.label_free(groups):
+            return GroupKFold(self.n_splits).split(X, y, groups)
+        if self.task == "classification":
+            splitter = StratifiedKFold(self.n_splits, shuffle=True, random_state=self.seed)
+        else:
+            splitter = KFold(self.n_splits, shuffle=True, random_state=self.seed)
+        return splitter.split(X, y)
 
 
 def _best_has(name: str):
@@ -165,22 +253,42 @@ class NestedGridSearch(MetaEstimatorMixin, BaseEstimator):
         self.cv = cv
         self.scoring = scoring
 
-    def fit(self, X, y):
-        """Run the inner cross-validation, then refit the best pipeline on all rows."""
+    def fit(self, X, y, groups=None, **params):
+        """Run the inner cross-validation, then refit the best pipeline on all rows.
+
+        Parameters
+        ----------
+        X : DataFrame or array
+            Training rows.
+        y : array-like
+            Target.
+        groups : array-like, optional
+            Group (site) of each row, passed to the inner splitter.
+        **params
+            Metadata routed to the pipeline steps (e.g. ``covars=`` for
+            :class:`~workflows.group.classify_combat.FoldComBat`); sample-aligned
+            values are subset with the rows of each inner fold.
+        """
         y = np.asarray(y)
         candidates = list(ParameterGrid(self.param_grid))
         self.cv_scores_ = np.empty((0, 0))
         best = candidates[0]
         if len(candidates) > 1:
-            splits = list(self.cv.split(X, y))
+            splits = list(self.cv.split(X, y, groups))
             scorer = get_scorer(self.scoring)
             self.cv_scores_ = np.empty((len(candidates), len(splits)))
             for split, (train, test) in enumerate(splits):
                 preprocess = clone(self.pipeline[:-1])
-                X_train = preprocess.fit_transform(_rows(X, train), y[train])
-                X_test = preprocess.transform(_rows(X, test))
-                for index, params in enumerate(candidates):
-                    model = clone(self.pipeline[-1]).set_params(**params).fit(X_train, y[train])
+                with routing():
+                    X_train = preprocess.fit_transform(
+                        _rows(X, train), y[train], **subset_params(params, train, len(y))
+                    )
+                    X_test = preprocess.transform(
+                        _rows(X, test), **subset_params(params, test, len(y))
+                    )
+                for index, candidate in enumerate(candidates):
+                    model = clone(self.pipeline[-1]).set_params(**candidate)
+                    model.fit(X_train, y[train])
                     self.cv_scores_[index, split] = scorer(model, X_test, y[test])
             best = candidates[int(np.argmax(self.cv_scores_.mean(axis=1)))]
         self.best_params_ = best
@@ -188,27 +296,59 @@ class NestedGridSearch(MetaEstimatorMixin, BaseEstimator):
         self.best_estimator_ = clone(self.pipeline).set_params(
             **{f"{model_name}__{name}": value for name, value in best.items()}
         )
-        self.best_estimator_.fit(X, y)
+        with routing():
+            self.best_estimator_.fit(X, y, **params)
         self.classes_ = getattr(self.best_estimator_, "classes_", None)
+        self.n_features_in_ = getattr(self.best_estimator_, "n_features_in_", None)
         return self
 
-    def predict(self, X):
-        """Predictions of the refitted best pipeline."""
-        return self.best_estimator_.predict(X)
+    def predict(self, X, **params):
+        """Predictions of the refitted best pipeline (``params`` routed, e.g. ``covars=``)."""
+        with routing():
+            return self.best_estimator_.predict(X, **params)
 
     @available_if(_best_has("predict_proba"))
-    def predict_proba(self, X):
+    def predict_proba(self, X, **params):
         """Class probabilities of the refitted best pipeline."""
-        return self.best_estimator_.predict_proba(X)
+        with routing():
+            return self.best_estimator_.predict_proba(X, **params)
 
     @available_if(_best_has("decision_function"))
-    def decision_function(self, X):
+    def decision_function(self, X, **params):
         """Decision function of the refitted best pipeline."""
-        return self.best_estimator_.decision_function(X)
+        with routing():
+            return self.best_estimator_.decision_function(X, **params)
+
+
+def routing():
+    """Context in which scikit-learn routes metadata (``covars=``) to the steps asking for it."""
+    return config_context(enable_metadata_routing=True)
+
+
+def subset_params(params: dict, index: np.ndarray, n_rows: int) -> dict:
+    """Rows ``index`` of the sample-aligned values in ``params`` (others unchanged).
+
+    A covariate table indexed by participant is subset by position only when it has
+    exactly one row per sample; :func:`~workflows.group.covariates.covariates_of`
+    looks rows up by label otherwise.
+    """
+    return {
+        name: _rows(value, index) if hasattr(value, "__len__") and len(value) == n_rows else value
+        for name, value in params.items()
+    }
 
 
 def _rows(X, index: np.ndarray):
-    return X.iloc[index] if isinstance(X, pd.DataFrame) else X[index]
+    return X.iloc[index] if isinstance(X, (pd.DataFrame, pd.Series)) else X[index]
 
 
-__all__ = ["NestedGridSearch", "UnivariateScreen", "f_statistics"]
+__all__ = [
+    "InnerSplits",
+    "NestedGridSearch",
+    "UnivariateScreen",
+    "f_statistics",
+    "f_statistics_many",
+    "routing",
+    "subset_params",
+    "top_k_support",
+]

@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError
 
 from brainscale.errors import InputDataError
 from workflows.group.combat_estimation import (
@@ -44,6 +45,7 @@ from workflows.group.combat_estimation import (
     parametric_adjustments,
     parametric_mean_only_adjustment,
 )
+from workflows.group.covariates import covariates_of
 
 #: Version of the file written by :meth:`ComBat.save`.
 COMBAT_FORMAT_VERSION = 1
@@ -70,8 +72,14 @@ class UnseenBatchError(InputDataError, ValueError):
     """A participant's batch (site, scanner) was not part of the data ComBat was fitted on."""
 
 
-class ComBat(BaseEstimator):
+class ComBat(TransformerMixin, BaseEstimator):
     """ComBat harmonization (neuroCombat's model) with a fit/transform API.
+
+    The batch and covariates come either as ``covars`` (a table on the features'
+    index, or aligned by position; scikit-learn metadata routing requests it for
+    ``fit`` and ``transform``) or, when ``covars`` is omitted, as columns of ``X``
+    named ``batch_col``, ``categorical_cols`` and ``continuous_cols`` (integer
+    positions for arrays); those columns are then left out of the output.
 
     Parameters
     ----------
@@ -128,23 +136,33 @@ class ComBat(BaseEstimator):
         self.ref_batch = ref_batch
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, features: pd.DataFrame, covars: pd.DataFrame) -> ComBat:
+    __metadata_request__fit = {"covars": True}
+    __metadata_request__transform = {"covars": True}
+
+    def fit(self, X, y=None, covars: pd.DataFrame | None = None) -> ComBat:
         """Estimate the batch effects of every feature.
 
         Parameters
         ----------
-        features : DataFrame, shape (n_participants, n_features)
-            Numeric features, one row per participant (and session).
-        covars : DataFrame
-            The batch column and the covariates, on the same index as ``features``.
+        X : DataFrame or array, shape (n_participants, n_features)
+            Numeric features, one row per participant (and session); with the batch
+            and covariate columns when ``covars`` is omitted.
+        y : None
+            Ignored (a DataFrame here is read as ``covars``: ``fit(features, covars)``).
+        covars : DataFrame, optional
+            The batch column and the covariates, on the same index as ``X``.
 
         Returns
         -------
         ComBat
             The fitted estimator.
         """
+        if isinstance(y, pd.DataFrame) and covars is None:
+            covars = y
+        features, covars = covariates_of(X, covars, self._covariate_columns())
         values, covars = _validated_inputs(features, covars, self._covariate_columns())
         self.feature_names_ = features.columns.astype(str).tolist()
+        self.n_features_in_ = len(self.feature_names_)
         batch_labels = covars[self.batch_col].to_numpy()
         self.batch_levels_ = [_python_scalar(v) for v in np.unique(batch_labels)]
         batch_index = self._batch_index(batch_labels, covars.index)
@@ -258,15 +276,16 @@ class ComBat(BaseEstimator):
         del self._batch_means, self._centred_ss
 
     # ------------------------------------------------------------- transforming
-    def transform(self, features: pd.DataFrame, covars: pd.DataFrame) -> pd.DataFrame:
+    def transform(self, X, covars: pd.DataFrame | None = None) -> pd.DataFrame:
         """Remove the fitted batch effects from (new) participants of known batches.
 
         Parameters
         ----------
-        features : DataFrame, shape (n_participants, n_features)
-            The fitted features (same column names; any order).
-        covars : DataFrame
-            The batch column and the covariates, on the same index as ``features``.
+        X : DataFrame or array, shape (n_participants, n_features)
+            The fitted features (same column names; any order), with the batch and
+            covariate columns when ``covars`` is omitted.
+        covars : DataFrame, optional
+            The batch column and the covariates, on the same index as ``X``.
 
         Returns
         -------
@@ -279,7 +298,8 @@ class ComBat(BaseEstimator):
             When a participant's batch was not seen in :meth:`fit`.
         """
         if not hasattr(self, "gamma_star_"):
-            raise RuntimeError("ComBat.transform called before fit")
+            raise NotFittedError("ComBat.transform called before fit")
+        features, covars = covariates_of(X, covars, self._covariate_columns())
         columns = features.columns.astype(str).tolist()  # no per-label Python loop
         missing = sorted(set(self.feature_names_) - set(columns))
         if missing:
@@ -313,14 +333,16 @@ class ComBat(BaseEstimator):
             harmonized[:, block] = result
         return pd.DataFrame(harmonized, index=features.index, columns=ordered.columns, copy=False)
 
-    def fit_transform(self, features: pd.DataFrame, covars: pd.DataFrame) -> pd.DataFrame:
-        """Fit on ``features`` and return them harmonized (see :meth:`fit`, :meth:`transform`).
+    def fit_transform(self, X, y=None, covars: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Fit on ``X`` and return it harmonized (see :meth:`fit`, :meth:`transform`).
 
         Parameters
         ----------
-        features : DataFrame
-            Participants x features.
-        covars : DataFrame
+        X : DataFrame or array
+            Participants x features (and covariate columns when ``covars`` is omitted).
+        y : None
+            Ignored (a DataFrame here is read as ``covars``).
+        covars : DataFrame, optional
             Batch and covariate columns on the same index.
 
         Returns
@@ -328,7 +350,9 @@ class ComBat(BaseEstimator):
         DataFrame
             Harmonized features.
         """
-        return self.fit(features, covars).transform(features, covars)
+        if isinstance(y, pd.DataFrame) and covars is None:
+            covars = y
+        return self.fit(X, covars=covars).transform(X, covars)
 
     # ------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
@@ -483,6 +507,8 @@ def _validated_inputs(
         features = pd.DataFrame(features)
     if not isinstance(covars, pd.DataFrame):
         raise TypeError("ComBat: covars must be a pandas DataFrame")
+    if features.shape[0] == 0 or features.shape[1] == 0:
+        raise ValueError(f"0 sample(s) or feature(s) in an array of shape {features.shape}")
     absent = [c for c in columns if c not in covars.columns]
     if absent:
         raise InputDataError(f"ComBat: covariate column(s) {absent} not in the covariate table")

@@ -60,9 +60,9 @@ def out_of_fold_harmonized(features, covars, seed=0):
     harmonized = np.empty(features.shape)
     splits = StratifiedKFold(5, shuffle=True, random_state=seed).split(features, covars["site"])
     for train, test in splits:
-        combat = FoldComBat(covars, batch_col="site", continuous_cols=("age",))
-        combat.fit(features.iloc[train])
-        harmonized[test] = combat.transform(features.iloc[test])
+        combat = FoldComBat(batch_col="site", continuous_cols=("age",))
+        combat.fit(features.iloc[train], covars=covars)
+        harmonized[test] = combat.transform(features.iloc[test], covars=covars)
     return harmonized
 
 
@@ -89,9 +89,9 @@ def test_unseen_site_is_mapped_where_the_training_sites_are():
     features, covars, clean = make_cohort(n_per_site=80)
     train = covars["site"] != "s2"
     # no protected covariate: the scanner model of make_cohort is then exactly ComBat's
-    combat = FoldComBat(covars, batch_col="site").fit(features[train])
-    harmonized_train = combat.transform(features[train])
-    aligned = combat.transform(features[~train])
+    combat = FoldComBat(batch_col="site").fit(features[train], covars=covars)
+    harmonized_train = combat.transform(features[train], covars=covars)
+    aligned = combat.transform(features[~train], covars=covars)
     # the harmonized training data are an affine image of the clean data, feature by feature;
     # the held-out site must land on the same affine image of its own clean data, up to the
     # sampling error of its location and scale (80 rows), far closer than without alignment
@@ -106,13 +106,25 @@ def test_unseen_site_is_mapped_where_the_training_sites_are():
     assert np.mean(raw_errors) > 3 * np.mean(errors)
 
 
-def test_fold_combat_needs_an_indexed_table_and_two_rows_per_new_site():
+def test_fold_combat_covariates_by_label_by_position_or_as_columns():
     features, covars, _ = make_cohort(n_per_site=20)
-    combat = FoldComBat(covars, batch_col="site").fit(features[covars["site"] != "s2"])
-    with pytest.raises(TypeError, match="DataFrame"):
-        combat.transform(features.to_numpy())
+    train = (covars["site"] != "s2").to_numpy()
+    by_label = FoldComBat(batch_col="site").fit(features[train], covars=covars)
+    expected = by_label.transform(features[~train], covars=covars)
+    # the same rows given by position (arrays) and as columns of X give the same result
+    by_position = FoldComBat(batch_col="site").fit(
+        features[train].to_numpy(), covars=covars[train].reset_index(drop=True)
+    )
+    np.testing.assert_array_equal(
+        by_position.transform(features[~train].to_numpy(), covars=covars[~train]), expected
+    )
+    with_columns = features.join(covars[["site"]])
+    as_columns = FoldComBat(batch_col="site").fit(with_columns[train])
+    np.testing.assert_array_equal(as_columns.transform(with_columns[~train]), expected)
+    with pytest.raises(InputDataError, match="no covariate column"):
+        by_label.transform(features)
     with pytest.raises(InputDataError, match="fewer than 2 rows"):
-        combat.transform(features[covars["site"] == "s2"].iloc[:1])
+        by_label.transform(features[~train].iloc[:1], covars=covars)
 
 
 def test_real_effect_is_found_with_leave_site_out_and_significant():

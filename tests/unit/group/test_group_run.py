@@ -8,6 +8,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn import config_context
 
 from brainscale.errors import InputDataError, NoInputError
 from workflows.group.harmonize import ComBat
@@ -87,8 +88,8 @@ def test_group_outputs_match_the_synthetic_truth(finished_run):
     assert "combat" in model.named_steps
     index = pd.Index(raw["participant_id"], name="label")
     covars_by_label = covars.set_index(index)
-    model.named_steps["combat"].covars = covars_by_label
-    predicted = model.predict(features.set_index(index))
+    with config_context(enable_metadata_routing=True):
+        predicted = model.predict(features.set_index(index), covars=covars_by_label)
     assert np.mean(predicted == covars_by_label["diagnosis"].to_numpy()) > 0.8
 
 
