@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
-
+from bids_app.input_checks import gradient_problem, image_problem
 from brainscale.errors import (
     BIDSValidationError,
     InputDataError,
@@ -177,7 +176,7 @@ def validate_dataset(bids_dir: Path) -> list[str]:
     return problems
 
 
-def load_layout(bids_dir: Path, *, validate: bool = True):
+def load_layout(bids_dir: Path, *, validate: bool = True, ignore: list[Path] | None = None):
     """Index a BIDS dataset with pybids, validating it first unless told not to.
 
     Parameters
@@ -186,6 +185,10 @@ def load_layout(bids_dir: Path, *, validate: bool = True):
         Dataset root.
     validate : bool
         Run :func:`validate_dataset` and fail on any problem.
+    ignore : list of pathlib.Path, optional
+        Files pybids must not index (malformed JSON sidecars, which would make it raise
+        for everyone; :func:`bids_app.input_checks.sidecar_problems` charges them to
+        their participants).
 
     Returns
     -------
@@ -209,9 +212,15 @@ def load_layout(bids_dir: Path, *, validate: bool = True):
                 f"{bids_dir} is not a valid BIDS dataset ({len(problems)} problem(s)):\n  "
                 f"{shown}{more}\nFix them or pass --skip-bids-validation."
             )
+    from bids.layout.index import BIDSLayoutIndexer
+    from bids.layout.validation import DEFAULT_LOCATIONS_TO_IGNORE
+
+    ignored = sorted(DEFAULT_LOCATIONS_TO_IGNORE, key=str) + [
+        Path(p).resolve() for p in ignore or ()]
+    indexer = BIDSLayoutIndexer(validate=False, ignore=ignored)
     try:
-        return BIDSLayout(str(bids_dir), validate=False, derivatives=False)
-    except (PyBIDSError, ValueError) as err:
+        return BIDSLayout(str(bids_dir), validate=False, derivatives=False, indexer=indexer)
+    except (PyBIDSError, ValueError, OSError) as err:
         raise BIDSValidationError(f"{bids_dir}: pybids cannot index it: {err}") from err
 
 
@@ -406,7 +415,8 @@ def _events_file(bold_path: str) -> str | None:
 def check_input_files(data: SubjectData, modalities: tuple[str, ...]) -> list[str]:
     """Check that each selected input image can be read and has the right shape.
 
-    Reads NIfTI headers only (fast). Every problem is reported, one per file.
+    Headers are checked for sanity before the data are read once, streamed (see
+    :mod:`bids_app.input_checks`); every problem is reported, one per file.
 
     Parameters
     ----------
@@ -428,10 +438,16 @@ def check_input_files(data: SubjectData, modalities: tuple[str, ...]) -> list[st
         expected += [(run.path, 4) for run in data.bold]
     if "dwi" in modalities:
         expected += [(s.path, 4) for series in data.dwi.values() for s in series]
-    for path, ndim in expected:
-        problem = _image_problem(path, ndim)
+    if "func" in modalities:
+        for run in data.bold:
+            if run.fieldmap:
+                expected += [(run.fieldmap["phasediff"], 3), (run.fieldmap["magnitude"], 3)]
+    unusable = set()
+    for path, ndim in dict.fromkeys(expected):
+        problem = image_problem(path, ndim)
         if problem:
             problems.append(f"{path}: {problem}")
+            unusable.add(path)
     if "func" in modalities:
         for run in data.bold:
             if "RepetitionTime" not in run.metadata:
@@ -444,25 +460,11 @@ def check_input_files(data: SubjectData, modalities: tuple[str, ...]) -> list[st
                         problems.append(
                             f"{s.path}: no .{kind} file found (BIDS inheritance included)"
                         )
+                if s.bval and s.bvec and s.path not in unusable:
+                    problem = gradient_problem(s.path, s.bval, s.bvec)
+                    if problem:
+                        problems.append(f"{s.path}: {problem}")
     return problems
-
-
-def _image_problem(path: str, ndim: int) -> str | None:
-    file = Path(path)
-    if not file.exists():
-        return "file does not exist (broken link?)"
-    if file.stat().st_size == 0:
-        return "file is empty (0 bytes)"
-    try:
-        img = nib.load(str(file))
-        shape = img.shape
-    except Exception as err:  # nibabel raises many types for corrupt files
-        return f"cannot be read as NIfTI ({type(err).__name__}: {err})"
-    if ndim == 3 and not (len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)):
-        return f"expected a 3D image, got shape {shape}"
-    if ndim == 4 and (len(shape) != 4 or shape[3] < 2):
-        return f"expected a 4D series, got shape {shape}"
-    return None
 
 
 def raise_for_problems(subject: str, problems: list[str]) -> None:

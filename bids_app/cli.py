@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="memory limit for the scheduler (0: unlimited)")
     perf.add_argument("--use-plugin", "--use_plugin", dest="use_plugin", type=_existing_file,
                       metavar="FILE.yml", help="Nipype plugin settings (plugin, plugin_args)")
+    perf.add_argument("--participants-at-once", dest="participants_at_once", type=int,
+                      metavar="N", help="participants processed at the same time, sharing "
+                      "--nprocs and --mem-gb (0: one per 2 processes and per 6 GB of --mem-gb)")
     perf.add_argument("--stop-on-first-crash", dest="stop_on_first_crash", action="store_true",
                       help="stop at the first failing node instead of running what can run")
     perf.add_argument("--config-file", "--config_file", dest="config_file", type=_existing_file,
@@ -163,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
 _SECTIONS = {
     "execution": ("participant_label", "session_label", "bids_filter_file",
                   "skip_bids_validation", "work_dir", "reports_only", "array_index"),
-    "nipype": ("nprocs", "omp_nthreads", "mem_gb", "use_plugin", "stop_on_first_crash"),
+    "nipype": ("nprocs", "omp_nthreads", "mem_gb", "use_plugin", "stop_on_first_crash",
+               "participants_at_once"),
     "workflow": ("modalities", "atlas", "output_spaces", "denoise_strategy", "thickness_method",
                  "seed"),
     "group": ("harmonize_by", "covariates", "target", "n_permutations", "n_random_graphs"),

@@ -48,6 +48,7 @@ class NipypeConfig:
     mem_gb: float = 0.0
     use_plugin: Path | None = None
     stop_on_first_crash: bool = False
+    participants_at_once: int = 0
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,14 @@ class Config:
             unknown = sorted(set(given) - set(known))
             if unknown:
                 raise UsageError(f"unknown option(s) {unknown} in config section [{section.name}]")
-            converted = {name: _convert(known[name].type, value) for name, value in given.items()}
+            converted = {}
+            for name, value in given.items():
+                try:
+                    converted[name] = _convert(known[name].type, value)
+                except (TypeError, ValueError, UsageError) as err:
+                    raise UsageError(
+                        f"option {name!r} of config section [{section.name}]: {err}"
+                    ) from err
             sections[section.name] = section_cls(**converted)
         unknown_sections = sorted(set(data) - {s.name for s in fields(cls)})
         if unknown_sections:
@@ -166,7 +174,10 @@ class Config:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
             raise UsageError(f"{source}: invalid TOML: {err}") from err
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except UsageError as err:
+            raise UsageError(f"{source}: {err}") from err
 
     def replace(self, **sections: dict[str, Any]) -> Config:
         """Return a copy with some options of some sections replaced.
@@ -211,7 +222,7 @@ class Config:
                 f"--thickness-method {self.workflow.thickness_method!r}: choose from "
                 f"{THICKNESS_METHODS}"
             )
-        for name in ("nprocs", "omp_nthreads"):
+        for name in ("nprocs", "omp_nthreads", "participants_at_once"):
             if getattr(self.nipype, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 0")
         if self.nipype.mem_gb < 0:
@@ -229,17 +240,28 @@ def _convert(annotation: Any, value: Any) -> Any:
     if text.startswith("tuple"):
         if isinstance(value, str):
             value = [value]
+        if not isinstance(value, list | tuple) or not all(
+                isinstance(v, str | int | float) and not isinstance(v, bool) for v in value):
+            raise UsageError(f"expected a list of names, got {value!r}")
         return tuple(str(v) for v in value)
     if text.startswith("Path"):
+        if not isinstance(value, str | Path):
+            raise UsageError(f"expected a path, got {value!r}")
         return Path(value)
     if text.startswith("bool"):
         if not isinstance(value, bool):
             raise UsageError(f"expected true/false, got {value!r}")
         return value
     if text.startswith("int"):
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise UsageError(f"expected an integer, got {value!r}")
         return int(value)
     if text.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise UsageError(f"expected a number, got {value!r}")
         return float(value)
+    if text.startswith("str") and not isinstance(value, str):
+        raise UsageError(f"expected a string, got {value!r}")
     return value
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 
-from brainscale.errors import BrainScaleError, ExitCode
+from brainscale.errors import BrainScaleError, ExitCode, RunInterrupted
 
 LOGGER = logging.getLogger("brainscale")
 
@@ -28,6 +30,21 @@ def _configure_console_logging() -> None:
     for option in ("workflow_level", "interface_level", "utils_level"):
         nipype_config.set("logging", option, "WARNING")
     nipype_logging.update_logging(nipype_config)
+    workflow_logger = logging.getLogger("nipype.workflow")
+    if not any(isinstance(f, _NoCrashTraceback) for f in workflow_logger.filters):
+        workflow_logger.addFilter(_NoCrashTraceback())
+
+
+class _NoCrashTraceback(logging.Filter):
+    """Keep node tracebacks off the console (the crash files hold them).
+
+    The runner prints one line per failed node instead.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:  # noqa: D102
+        message = str(record.msg)
+        return not (message.startswith("Saving crash info") or "Traceback" in message
+                    or message.startswith("could not run node"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,10 +61,16 @@ def main(argv: list[str] | None = None) -> int:
         The exit code (also used by the console script).
     """
     from bids_app.cli import ANALYSIS_LEVELS, SUBCOMMANDS, parse_args
+    from bids_app.parallel import install_signal_handlers, stop_descendants
+    from bids_app.preflight import is_disk_full
 
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("MPLBACKEND", "Agg")
     _configure_console_logging()
+    main_process = os.getpid()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = install_signal_handlers()
     try:
         if argv and argv[0] in SUBCOMMANDS and not (len(argv) > 2 and argv[2] in ANALYSIS_LEVELS):
             from bids_app.demo import main as demo_main
@@ -68,10 +91,23 @@ def main(argv: list[str] | None = None) -> int:
     except BrainScaleError as err:
         print(f"brainscale: error: {err}", file=sys.stderr)
         return int(err.exit_code)
-    except KeyboardInterrupt:
-        print("brainscale: interrupted; rerun with the same -w/--work-dir to resume",
-              file=sys.stderr)
-        return int(ExitCode.FAILURE)
+    except (RunInterrupted, KeyboardInterrupt) as err:
+        signum = err.signum if isinstance(err, RunInterrupted) else signal.SIGINT
+        stopped = stop_descendants()
+        if os.getpid() != main_process:  # a forked participant: the parent reports
+            os._exit(128 + signum)
+        print(f"brainscale: stopped by {signal.Signals(signum).name}"
+              f"{f' ({stopped} worker process(es) stopped)' if stopped else ''}; nothing "
+              "half-published; rerun with the same -w/--work-dir to resume", file=sys.stderr)
+        return 128 + int(signum)
+    except OSError as err:
+        if is_disk_full(err):
+            print(f"brainscale: error: {err}: free some space and rerun", file=sys.stderr)
+            return int(ExitCode.CANNOT_CREATE_OUTPUT)
+        raise
+    finally:
+        for signum, handler in (previous or {}).items():
+            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,10 +1,11 @@
 """Participant and group runners: from a frozen Config to derivatives and an exit code.
 
-Each participant runs as its own Nipype graph with its own work folder. Its derivatives
-are first written into a staging folder inside the work directory and published into
-``output_dir`` only when the whole graph succeeded, so a failing participant leaves no
-partial derivatives behind (only its report, which says what failed) and never stops
-the others.
+Before any processing the environment and the options are checked
+(:mod:`bids_app.preflight`): exit 73 for an unwritable or full output, logs or work
+folder, 64 for a bad plugin file, config value or participants.tsv. Each participant
+then runs under a lock on its work folder and publishes atomically
+(:mod:`bids_app.participant_run`, :mod:`bids_app.publish`); several participants run
+at once when ``--nprocs`` and ``--mem-gb`` allow (:mod:`bids_app.parallel`).
 """
 
 from __future__ import annotations
@@ -15,17 +16,23 @@ import os
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bids_app import bids
+from bids_app import bids, parallel, preflight
 from bids_app.config import Config, write_config
+from bids_app.input_checks import find_malformed_sidecars, sidecar_problems
+from bids_app.participant_run import (
+    ParticipantOutcome,
+    run_one_participant,
+    summarize_outcomes,
+)
+from bids_app.publish import incomplete_participants
 from bids_app.reports.methods import write_citation_files
 from bids_app.reports.participant import write_participant_report
-from brainscale.derivatives import copy_atomic, write_dataset_description
+from brainscale.derivatives import write_dataset_description
 from brainscale.errors import (
-    BrainScaleError,
     ExitCode,
     InputDataError,
     NoInputError,
@@ -37,17 +44,8 @@ from brainscale.resources import get_atlas
 
 LOGGER = logging.getLogger("brainscale")
 
-
-@dataclass
-class ParticipantOutcome:
-    """How one participant's run ended."""
-
-    subject: str
-    ok: bool = False
-    ran: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    exit_code: ExitCode = ExitCode.OK
+__all__ = ["ParticipantOutcome", "run_group_level", "run_participant_level",
+           "summarize_outcomes"]
 
 
 def new_run_uuid() -> str:
@@ -74,10 +72,26 @@ def default_work_dir(output_dir: Path) -> Path:
 
 
 def _setup_logging(logs_dir: Path, run_uuid: str) -> None:
-    logs_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(logs_dir / f"brainscale-{run_uuid}.log")
+    preflight.check_writable_folder(logs_dir, "logs folder")
+    try:
+        handler = logging.FileHandler(logs_dir / f"brainscale-{run_uuid}.log")
+    except OSError as err:
+        raise OutputError(f"cannot write the log into {logs_dir}: {err.strerror}") from err
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
     LOGGER.addHandler(handler)
+
+
+def _write_run_records(config: Config, output_dir: Path, bids_dir: Path | None,
+                       run_uuid: str) -> None:
+    logs_dir = output_dir / "logs"
+    try:
+        if bids_dir is not None:
+            write_dataset_description(output_dir, bids_dir)
+        write_config(config, logs_dir, run_uuid)
+        if bids_dir is not None:
+            write_citation_files(logs_dir, config)
+    except OSError as err:
+        raise OutputError(f"cannot write into {output_dir}: {err.strerror or err}") from err
 
 
 def run_participant_level(config: Config) -> ExitCode:
@@ -91,52 +105,96 @@ def run_participant_level(config: Config) -> ExitCode:
     Returns
     -------
     ExitCode
-        ``OK`` when every participant succeeded; ``DATA_ERROR`` when every failure was
-        unusable input data; ``FAILURE`` otherwise.
+        See :func:`bids_app.participant_run.summarize_outcomes` (0 complete, 3 partial,
+        65/73/75/1 failed).
     """
     ex = config.execution
     bids_dir, output_dir = Path(ex.bids_dir), Path(ex.output_dir)
     work_dir = Path(ex.work_dir) if ex.work_dir else default_work_dir(output_dir)
     bids.check_dataset_paths(bids_dir, output_dir, work_dir)
+    preflight.check_writable_folder(output_dir, "output_dir")
+    preflight.check_writable_folder(work_dir, "work directory")
+    preflight.check_plugin_file(config.nipype.use_plugin, config.nipype.nprocs,
+                                config.nipype.mem_gb)
+    preflight.check_participants_tsv(bids_dir / "participants.tsv")
     for name in config.workflow.atlas:
         get_atlas(name)  # unknown or unavailable atlas: usage error before any work
-    layout = bids.load_layout(bids_dir, validate=not ex.skip_bids_validation)
+    malformed = find_malformed_sidecars(bids_dir)
+    layout = bids.load_layout(bids_dir, validate=not ex.skip_bids_validation,
+                              ignore=list(malformed))
     subjects = bids.select_participants(layout, ex.participant_label)
     subjects = bids.select_array_task(subjects, ex.array_index)
     queries = bids.load_filters(ex.bids_filter_file)
 
     run_uuid = new_run_uuid()
-    logs_dir = output_dir / "logs"
-    _setup_logging(logs_dir, run_uuid)
-    write_dataset_description(output_dir, bids_dir)
-    write_config(config, logs_dir, run_uuid)
-    write_citation_files(logs_dir, config)
+    _setup_logging(output_dir / "logs", run_uuid)
+    _write_run_records(config, output_dir, bids_dir, run_uuid)
 
-    data = {
-        subject: bids.collect_subject_data(
-            layout, subject, sessions=ex.session_label, queries=queries
-        )
-        for subject in subjects
-    }
-    if not any(_has_requested_data(d, config.workflow.modalities) for d in data.values()):
+    data, problems = {}, {}
+    for subject in subjects:
+        problems[subject] = sidecar_problems(malformed, bids_dir, subject)
+        try:
+            data[subject] = bids.collect_subject_data(
+                layout, subject, sessions=ex.session_label, queries=queries)
+        except (ValueError, KeyError, OSError) as err:  # pybids on odd metadata
+            data[subject] = bids.SubjectData(subject=subject)
+            problems[subject].append(f"sub-{subject}: pybids cannot read its metadata ({err})")
+    if not any(_has_requested_data(d, config.workflow.modalities) or problems[s]
+               for s, d in data.items()):
         raise NothingSelectedError(
             f"no {'/'.join(config.workflow.modalities)} data for the selected participant(s) "
             f"{', '.join('sub-' + s for s in subjects)} with the given sessions and filters"
         )
-    outcomes = []
-    for subject in subjects:
-        started = time.perf_counter()
+    nprocs = config.nipype.nprocs or _available_cpus()
+    at_once = parallel.participants_at_once(len(subjects), nprocs, config.nipype.mem_gb,
+                                            config.nipype.participants_at_once)
+    share = _participant_share(config, nprocs, at_once)
+    if at_once > 1:
+        LOGGER.info("%d participants at a time, %d process(es) each", at_once,
+                    share.nipype.nprocs)
+    started: dict[str, float] = {}
+
+    def task(subject: str) -> ParticipantOutcome:
+        started[subject] = time.perf_counter()
         LOGGER.info("sub-%s: starting (%s)", subject, ", ".join(config.workflow.modalities))
         if ex.reports_only:
-            outcome = ParticipantOutcome(subject=subject, ok=True,
-                                         ran=["reports only: figures of earlier runs"])
-        else:
-            outcome = run_one_participant(config, data[subject], work_dir, run_uuid)
+            return ParticipantOutcome(subject=subject, ok=True,
+                                      ran=["reports only: figures of earlier runs"])
+        return run_one_participant(share, data[subject], work_dir, run_uuid, problems[subject])
+
+    outcomes = []
+
+    def finished(subject: str, outcome: ParticipantOutcome | None) -> None:
+        if outcome is None:
+            outcome = ParticipantOutcome(subject=subject, exit_code=ExitCode.FAILURE,
+                                         errors=["its process ended without a result"])
         write_participant_report(output_dir, subject, outcome, config, run_uuid)
         outcomes.append(outcome)
-        LOGGER.info("sub-%s: %s after %.0f s", subject, "done" if outcome.ok else "FAILED",
-                    time.perf_counter() - started)
+        for note in outcome.notes:
+            LOGGER.warning("sub-%s: %s", subject, note)
+        elapsed = time.perf_counter() - started.get(subject, time.perf_counter())
+        LOGGER.info("sub-%s: %s%s", subject, outcome.status,
+                    f" after {elapsed:.0f} s" if subject in started else "")
+
+    parallel.run_at_once(subjects, task, at_once, finished)
     return summarize_outcomes(outcomes)
+
+
+def _available_cpus() -> int:
+    from workflows.engine import available_cpus
+
+    return available_cpus()
+
+
+def _participant_share(config: Config, nprocs: int, at_once: int) -> Config:
+    """Return the configuration one of ``at_once`` simultaneous participants runs with."""
+    if at_once <= 1:
+        return config
+    procs = max(1, nprocs // at_once)
+    omp = min(config.nipype.omp_nthreads or procs, procs)
+    nipype = replace(config.nipype, nprocs=procs, omp_nthreads=omp,
+                     mem_gb=config.nipype.mem_gb / at_once if config.nipype.mem_gb else 0.0)
+    return replace(config, nipype=nipype)
 
 
 def _has_requested_data(data: bids.SubjectData, modalities: tuple[str, ...]) -> bool:
@@ -145,165 +203,6 @@ def _has_requested_data(data: bids.SubjectData, modalities: tuple[str, ...]) -> 
         or ("func" in modalities and data.bold)
         or ("dwi" in modalities and data.dwi)
     )
-
-
-def summarize_outcomes(outcomes: list[ParticipantOutcome]) -> ExitCode:
-    """Turn participants' outcomes into the process exit code and log a summary.
-
-    Parameters
-    ----------
-    outcomes : list of ParticipantOutcome
-        One per participant.
-
-    Returns
-    -------
-    ExitCode
-        See :func:`run_participant_level`.
-    """
-    failed = [o for o in outcomes if not o.ok]
-    if not failed:
-        LOGGER.info("all %d participant(s) finished", len(outcomes))
-        return ExitCode.OK
-    LOGGER.error(
-        "%d of %d participant(s) failed: %s", len(failed), len(outcomes),
-        ", ".join(f"sub-{o.subject}" for o in failed),
-    )
-    for outcome in failed:
-        for error in outcome.errors:
-            LOGGER.error("sub-%s: %s", outcome.subject, error)
-    if all(o.exit_code == ExitCode.DATA_ERROR for o in failed):
-        return ExitCode.DATA_ERROR
-    return ExitCode.FAILURE
-
-
-def run_one_participant(
-    config: Config, data: bids.SubjectData, work_dir: Path, run_uuid: str
-) -> ParticipantOutcome:
-    """Check, build, run and publish one participant; never raises for its failures.
-
-    Parameters
-    ----------
-    config : Config
-        The run's configuration.
-    data : bids.SubjectData
-        The participant's inputs.
-    work_dir : pathlib.Path
-        Work directory of the run (this participant uses ``work_dir/sub-<label>``).
-    run_uuid : str
-        Identifier of the run (names the crash folder).
-
-    Returns
-    -------
-    ParticipantOutcome
-        Success, or the errors with their exit code.
-    """
-    from workflows.engine import (
-        WorkflowFailedError,
-        configure_workflow,
-        plan_execution,
-        run_workflow,
-    )
-    from workflows.participant import init_participant_wf
-
-    subject = data.subject
-    outcome = ParticipantOutcome(subject=subject)
-    output_dir = Path(config.execution.output_dir)
-    try:
-        bids.raise_for_problems(subject, bids.check_input_files(data, config.workflow.modalities))
-        subject_work = work_dir / f"sub-{subject}"
-        staging = subject_work / "derivatives"
-        nthreads = config.nipype.omp_nthreads or min(config.nipype.nprocs or 8, 8)
-        wf, plan = init_participant_wf(
-            subject_data=data,
-            output_dir=staging,
-            modalities=config.workflow.modalities,
-            atlases=config.workflow.atlas,
-            denoise_strategy=config.workflow.denoise_strategy,
-            thickness_method=config.workflow.thickness_method,
-            omp_nthreads=nthreads,
-            seed=config.workflow.seed,
-        )
-        outcome.ran, outcome.skipped = plan.ran, plan.skipped
-        outcome.errors += plan.errors
-        crash_dir = output_dir / "logs" / "crash" / f"sub-{subject}" / run_uuid
-        configure_workflow(wf, work_dir=subject_work, crash_dir=crash_dir,
-                           stop_on_first_crash=config.nipype.stop_on_first_crash)
-        execution = plan_execution(nprocs=config.nipype.nprocs, mem_gb=config.nipype.mem_gb,
-                                   plugin_file=config.nipype.use_plugin)
-        if wf.list_node_names():
-            os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(nthreads))
-            run_workflow(wf, execution, crash_dir)
-            publish(staging, output_dir, subject)
-        _remove_empty(crash_dir)
-        outcome.ok = not plan.errors
-        if plan.errors:
-            outcome.exit_code = ExitCode.DATA_ERROR
-    except InputDataError as err:
-        outcome.errors.append(str(err))
-        outcome.exit_code = ExitCode.DATA_ERROR
-    except WorkflowFailedError as err:
-        outcome.errors.append(str(err))
-        outcome.exit_code = ExitCode.FAILURE
-    except BrainScaleError as err:
-        outcome.errors.append(str(err))
-        outcome.exit_code = err.exit_code
-    except Exception as err:  # a bug must not take the other participants down
-        LOGGER.exception("sub-%s: unexpected error", subject)
-        outcome.errors.append(f"unexpected {type(err).__name__}: {err}")
-        outcome.exit_code = ExitCode.FAILURE
-    return outcome
-
-
-def _remove_empty(folder: Path) -> None:
-    for path in (folder, *folder.parents):
-        try:
-            path.rmdir()
-        except OSError:
-            return
-        if path.name == "crash":
-            return
-
-
-def publish(staging: Path, output_dir: Path, subject: str) -> list[Path]:
-    """Copy a participant's staged derivatives into ``output_dir``, file by file, atomically.
-
-    Files are hard-linked when possible (same file system) and copied otherwise; the
-    staging folder is kept so that a resumed run, whose writer nodes are cached, still
-    publishes its outputs.
-
-    Parameters
-    ----------
-    staging : pathlib.Path
-        The staging derivatives folder of the participant.
-    output_dir : pathlib.Path
-        The derivatives folder.
-    subject : str
-        Participant label (only ``sub-<label>`` content is published).
-
-    Returns
-    -------
-    list of pathlib.Path
-        Published files.
-    """
-    published = []
-    source_root = staging / f"sub-{subject}"
-    if not source_root.is_dir():
-        return published
-    for source in sorted(p for p in source_root.rglob("*") if p.is_file()):
-        if source.name.startswith("."):
-            continue
-        target = output_dir / source.relative_to(staging)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            os.link(source, tmp)
-            os.replace(tmp, target)
-        except OSError:
-            if tmp.exists():
-                tmp.unlink()
-            copy_atomic(source, target)
-        published.append(target)
-    return published
 
 
 def run_group_level(config: Config) -> ExitCode:
@@ -340,13 +239,18 @@ def run_group_level(config: Config) -> ExitCode:
     participants_tsv = bids_dir / "participants.tsv"
     if not participants_tsv.is_file():
         raise NoInputError(f"{participants_tsv} not found: the group level needs the phenotype")
+    preflight.check_participants_tsv(participants_tsv)
+    incomplete = incomplete_participants(output_dir)
+    if incomplete:
+        raise InputDataError(
+            f"{output_dir}: {', '.join(incomplete)} not completely published (no completion "
+            "manifest, or files missing: an interrupted publish or another tool); rerun the "
+            "participant level for them, or move them out of output_dir"
+        )
+    preflight.check_writable_folder(output_dir / "group", "group folder")
     run_uuid = new_run_uuid()
-    logs_dir = output_dir / "logs"
-    _setup_logging(logs_dir, run_uuid)
-    try:
-        write_config(config, logs_dir, run_uuid)
-    except OSError as err:
-        raise OutputError(f"cannot write into {logs_dir}: {err}") from err
+    _setup_logging(output_dir / "logs", run_uuid)
+    _write_run_records(config, output_dir, None, run_uuid)
     group = config.group
     run_group(
         output_dir,

@@ -244,8 +244,10 @@ def container_info() -> dict[str, str] | None:
     if os.environ.get("SINGULARITY_CONTAINER") or os.environ.get("APPTAINER_CONTAINER"):
         image = os.environ.get("SINGULARITY_CONTAINER") or os.environ["APPTAINER_CONTAINER"]
         return {"Type": "singularity", "URI": image}
-    if os.environ.get("BRAINSCALE_CONTAINER_TAG") or Path("/.dockerenv").exists():
-        return {"Type": "docker", "Tag": os.environ.get("BRAINSCALE_CONTAINER_TAG", "unknown")}
+    # Only BrainScale's own image sets the tag: another container (a CI runner, a
+    # development box with /.dockerenv) running a plain virtual environment is not it.
+    if os.environ.get("BRAINSCALE_CONTAINER_TAG"):
+        return {"Type": "docker", "Tag": os.environ["BRAINSCALE_CONTAINER_TAG"]}
     return None
 
 

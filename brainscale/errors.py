@@ -14,6 +14,8 @@ class ExitCode(IntEnum):
 
     OK = 0
     FAILURE = 1
+    PARTIAL = 3
+    """Every participant published derivatives, but some runs or modalities failed."""
     VALIDATION_FAILED = 16
     UNKNOWN_ANALYSIS_LEVEL = 17
     NOTHING_SELECTED = 18
@@ -21,6 +23,10 @@ class ExitCode(IntEnum):
     DATA_ERROR = 65
     NO_INPUT = 66
     CANNOT_CREATE_OUTPUT = 73
+    TEMPORARY_FAILURE = 75
+    """Another run holds a participant's work-directory lock (``EX_TEMPFAIL``)."""
+    INTERRUPTED_SIGINT = 130
+    INTERRUPTED_SIGTERM = 143
 
 
 class BrainScaleError(Exception):
@@ -81,3 +87,27 @@ class ResourceError(BrainScaleError):
     """A template or atlas is not available offline."""
 
     exit_code = ExitCode.USAGE
+
+
+class LockedError(BrainScaleError):
+    """Another run is processing the same participant in the same work directory."""
+
+    exit_code = ExitCode.TEMPORARY_FAILURE
+
+
+class RunInterrupted(BaseException):  # noqa: N818 - like KeyboardInterrupt, not an error
+    """SIGTERM or SIGINT arrived: stop everything (a BaseException, so no handler eats it).
+
+    Parameters
+    ----------
+    signum : int
+        The signal number.
+    """
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = int(signum)
+        self.exit_code = ExitCode(128 + self.signum) if 128 + self.signum in (
+            ExitCode.INTERRUPTED_SIGINT, ExitCode.INTERRUPTED_SIGTERM) else ExitCode.FAILURE
+        super().__init__(signal.Signals(self.signum).name)

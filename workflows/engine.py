@@ -99,8 +99,18 @@ def plan_execution(
             content = yaml.safe_load(Path(plugin_file).read_text())
         except yaml.YAMLError as err:
             raise ValueError(f"{plugin_file}: invalid YAML ({err})") from err
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"{plugin_file}: cannot be read ({err})") from err
         if not isinstance(content, dict) or "plugin" not in content:
             raise ValueError(f"{plugin_file}: expected a mapping with a 'plugin' key")
+        from nipype.pipeline import plugins
+
+        if not hasattr(plugins, f"{content['plugin']}Plugin"):
+            known = sorted(n[:-6] for n in dir(plugins) if n.endswith("Plugin") and n[0] != "_")
+            raise ValueError(f"{plugin_file}: unknown Nipype plugin {content['plugin']!r}; "
+                             f"known: {', '.join(known)}")
+        if not isinstance(content.get("plugin_args") or {}, dict):
+            raise ValueError(f"{plugin_file}: 'plugin_args' must be a mapping")
         args = dict(content.get("plugin_args") or {})
         if content["plugin"] == "MultiProc":
             args.setdefault("n_procs", nprocs or available_cpus())
@@ -206,3 +216,42 @@ def summarize_crash_file(path: Path) -> NodeFailure:
     ]
     error = error_lines[-1] if error_lines else text.strip().splitlines()[-1]
     return NodeFailure(node=node, error=error[:500], crash_file=str(path))
+
+
+def unfinished_nodes(wf, work_dir: Path, part: str) -> list[str]:
+    """List the nodes of one sub-workflow that have no result file in the work directory.
+
+    A node that finished (now or in an earlier, resumed run) leaves
+    ``<work_dir>/<wf>/<part>/.../<node>/result_<node>.pklz``; a node that failed, or never
+    ran because something upstream failed or the run stopped, does not.
+
+    Parameters
+    ----------
+    wf : nipype.pipeline.engine.Workflow
+        The participant graph (its ``base_dir`` is ``work_dir``).
+    work_dir : pathlib.Path
+        The participant's work directory.
+    part : str
+        Name of a sub-workflow of ``wf``.
+
+    Returns
+    -------
+    list of str
+        Dotted names of the unfinished nodes (empty when the part finished).
+    """
+    from nipype.pipeline.engine import Workflow
+
+    sub = wf.get_node(part)
+    if sub is None:
+        return [part]
+    missing = []
+
+    def walk(workflow, folder: Path, prefix: str) -> None:
+        for node in workflow._graph.nodes():
+            if isinstance(node, Workflow):
+                walk(node, folder / node.name, f"{prefix}.{node.name}")
+            elif not (folder / node.name / f"result_{node.name}.pklz").is_file():
+                missing.append(f"{prefix}.{node.name}")
+
+    walk(sub, Path(work_dir) / wf.name / part, f"{wf.name}.{part}")
+    return missing

@@ -79,6 +79,12 @@ def collect_figures(output_dir: Path, subject: str) -> dict[str, list[Path]]:
     return {k: v for k, v in grouped.items() if v}
 
 
+def _status(outcome) -> str:
+    status = getattr(outcome, "status", "completed" if outcome.ok else "failed")
+    return {"completed": "completed", "partial": "PARTIAL (some parts failed)"}.get(
+        status, "FAILED")
+
+
 def render_participant_report(
     output_dir: Path, subject: str, outcome, config, run_uuid: str
 ) -> str:
@@ -115,8 +121,14 @@ def render_participant_report(
         + "".join(f"<a href='#{esc(s.lower())}'>{esc(s)}</a>" for s in figures)
         + "<a href='#methods'>Methods</a><a href='#about'>About</a></nav>",
         "<h2 id='summary'>Summary</h2>",
-        f"<p>Status: <b>{'completed' if outcome.ok else 'FAILED'}</b></p>",
+        f"<p>Status: <b>{_status(outcome)}</b></p>",
     ]
+    if getattr(outcome, "failed_parts", None):
+        parts.append("<p>Failed, not published (the other parts were):</p><ul>" + "".join(
+            f"<li class='skip'>{esc(p)}</li>" for p in outcome.failed_parts) + "</ul>")
+    if getattr(outcome, "notes", None):
+        parts.append("<p>Adapted to the data:</p><ul>" + "".join(
+            f"<li>{esc(n)}</li>" for n in outcome.notes) + "</ul>")
     if outcome.ran:
         parts.append("<p>Processed:</p><ul>" + "".join(f"<li>{esc(r)}</li>" for r in outcome.ran)
                      + "</ul>")

@@ -276,18 +276,7 @@ def compute_confounds(
         one_hot_outliers(motion_flags & ~nonsteady, "motion_outlier"),
     ]
     confounds = pd.concat(parts, axis=1)
-    metadata = {}
-    for prefix, meta, mask_name in (("a_comp_cor", a_meta, "combined"), ("t_comp_cor", t_meta,
-                                                                          "brain")):
-        for k, row in meta.iterrows():
-            metadata[f"{prefix}_{k:02d}"] = {
-                "Method": "aCompCor" if prefix == "a_comp_cor" else "tCompCor",
-                "Mask": mask_name if prefix == "a_comp_cor" else "top 2% variance",
-                "SingularValue": float(row["SingularValue"]),
-                "VarianceExplained": float(row["VarianceExplained"]),
-                "CumulativeVarianceExplained": float(row["CumulativeVarianceExplained"]),
-                "Retained": bool(row["Retained"]),
-            }
+    metadata = compcor_metadata(a_meta, t_meta)
     metadata["framewise_displacement"] = {"Units": "mm", "Method": "Power et al. 2012, r=50mm"}
     for column in MOTION_COLUMNS:
         metadata[column] = {"Units": "mm" if column.startswith("trans") else "rad"}
@@ -295,3 +284,42 @@ def compute_confounds(
         "Description": f"FD > {FD_THRESHOLD_MM} mm or std_dvars > {STD_DVARS_THRESHOLD}"
     }
     return confounds, metadata
+
+
+def compcor_metadata(a_meta: pd.DataFrame, t_meta: pd.DataFrame) -> dict[str, dict]:
+    """Describe CompCor components in the sidecar with fMRIPrep's convention.
+
+    Retained components are keyed by their column name (``a_comp_cor_XX``,
+    ``t_comp_cor_XX``), exactly the columns of the TSV; components computed but not
+    retained are keyed ``dropped_N`` (one counter over both methods) with
+    ``"Retained": false``. nilearn's ``load_confounds`` counts the ``*_comp_cor_*`` keys
+    to pick columns, so listing a dropped component under a column name breaks it.
+
+    Parameters
+    ----------
+    a_meta, t_meta : pandas.DataFrame
+        The component tables of :func:`compcor` for aCompCor (combined WM+CSF mask) and
+        tCompCor (top 2 % variance voxels).
+
+    Returns
+    -------
+    dict
+        Sidecar entries.
+    """
+    metadata: dict[str, dict] = {}
+    dropped = 0
+    for prefix, meta, method, mask in (("a_comp_cor", a_meta, "aCompCor", "combined"),
+                                       ("t_comp_cor", t_meta, "tCompCor", "top 2% variance")):
+        for k, row in meta.iterrows():
+            retained = bool(row["Retained"])
+            key = f"{prefix}_{k:02d}" if retained else f"dropped_{dropped}"
+            dropped += not retained
+            metadata[key] = {
+                "Method": method,
+                "Mask": mask,
+                "SingularValue": float(row["SingularValue"]),
+                "VarianceExplained": float(row["VarianceExplained"]),
+                "CumulativeVarianceExplained": float(row["CumulativeVarianceExplained"]),
+                "Retained": retained,
+            }
+    return metadata

@@ -9,12 +9,17 @@ strategy           regressors (all strategies also include the ``cosine_XX`` dri
 ``36P``            24P + global/CSF/WM signals with derivatives and squares (default)
 ``acompcor``       6P + derivatives + retained aCompCor components
 ``acompcor_gsr``   ``acompcor`` + global signal
+``none``           no regressor at all (not even the drift terms); z-scoring only
 =================  =================================================================
 
 Appending ``_scrub`` (e.g. ``36P_scrub``) also censors the volumes flagged in the
 ``motion_outlier_XX`` columns (FD > 0.5 mm or standardized DVARS > 1.5). Non-steady-state
 volumes are always censored. Missing first-row values of derivatives are set to 0,
 as nilearn's ``load_confounds`` does.
+
+A run too short for the requested strategy is not a failure: :func:`fit_strategy`
+falls back along :data:`FALLBACKS` to the largest strategy whose regressors leave at
+least :data:`MIN_DEGREES_OF_FREEDOM` degrees of freedom, and says so.
 """
 
 from __future__ import annotations
@@ -51,12 +56,24 @@ def _strategy_columns(base: str, confounds: pd.DataFrame) -> list[str]:
         "36P": _with_terms(MOTION_COLUMNS + _TISSUE, True, True),
         "acompcor": _with_terms(MOTION_COLUMNS, True, False) + acompcor,
         "acompcor_gsr": _with_terms(MOTION_COLUMNS, True, False) + acompcor + ["global_signal"],
+        "none": [],
     }
     return table[base]
 
 
-STRATEGIES = ("6P", "9P", "24P", "36P", "acompcor", "acompcor_gsr")
+STRATEGIES = ("6P", "9P", "24P", "36P", "acompcor", "acompcor_gsr", "none")
 """Base strategy names; each also exists with a ``_scrub`` suffix."""
+
+FALLBACKS = {
+    "36P": ("24P", "9P", "6P", "none"),
+    "24P": ("6P", "none"),
+    "9P": ("6P", "none"),
+    "acompcor_gsr": ("acompcor", "6P", "none"),
+    "acompcor": ("6P", "none"),
+    "6P": ("none",),
+    "none": (),
+}
+"""Smaller strategies tried, in order, when a run cannot support the requested one."""
 
 
 def parse_strategy(strategy: str) -> tuple[str, bool]:
@@ -97,11 +114,12 @@ def select_confounds(
     """
     base, scrub = parse_strategy(strategy)
     columns = _strategy_columns(base, confounds)
-    columns += [c for c in confounds.columns if c.startswith("cosine_")]
+    if base != "none":
+        columns += [c for c in confounds.columns if c.startswith("cosine_")]
     missing = [c for c in columns if c not in confounds.columns]
     if missing:
         raise InputDataError(f"confounds table lacks columns {missing} for strategy {strategy}")
-    regressors = confounds[columns].fillna(0.0).to_numpy(dtype=float)
+    regressors = confounds[columns].fillna(0.0).to_numpy(dtype=float).reshape(len(confounds), -1)
     censor_prefixes = ("non_steady_state_outlier",) + (("motion_outlier",) if scrub else ())
     spikes = confounds[[c for c in confounds.columns if c.startswith(censor_prefixes)]]
     censored = spikes.to_numpy().sum(axis=1) > 0 if spikes.shape[1] else np.zeros(len(confounds),
@@ -153,7 +171,7 @@ def denoise_timeseries(
         )
     cleaned = signal.clean(
         np.asarray(timeseries, dtype=float),
-        confounds=regressors,
+        confounds=regressors if regressors.shape[1] else None,
         sample_mask=sample_mask,
         detrend=False,
         standardize="zscore_sample",
@@ -161,3 +179,70 @@ def denoise_timeseries(
         t_r=tr,
     )
     return cleaned, sample_mask
+
+
+def degrees_of_freedom(confounds: pd.DataFrame, strategy: str) -> int:
+    """Return the residual degrees of freedom a strategy leaves (kept volumes - regressors - 1).
+
+    Parameters
+    ----------
+    confounds : pandas.DataFrame
+        The confounds table.
+    strategy : str
+        Denoising strategy name.
+
+    Returns
+    -------
+    int
+    """
+    _, sample_mask, columns = select_confounds(confounds, strategy)
+    return len(sample_mask) - len(columns) - 1
+
+
+def fit_strategy(confounds: pd.DataFrame, strategy: str) -> tuple[str, str | None]:
+    """Choose the largest strategy, from ``strategy`` down its :data:`FALLBACKS`, that fits.
+
+    Parameters
+    ----------
+    confounds : pandas.DataFrame
+        The run's confounds table.
+    strategy : str
+        The requested strategy (``_scrub`` is kept along the fallbacks).
+
+    Returns
+    -------
+    used : str
+        The strategy to apply (``strategy`` itself when the run supports it).
+    note : str or None
+        Why another strategy was used, for the sidecar, the report and the log.
+
+    Raises
+    ------
+    brainscale.errors.InputDataError
+        When not even ``none`` leaves :data:`MIN_DEGREES_OF_FREEDOM` (too few volumes).
+    """
+    base, scrub = parse_strategy(strategy)
+    suffix = "_scrub" if scrub else ""
+    requested_dof = None
+    for candidate in (base, *FALLBACKS[base]):
+        name = candidate + suffix
+        try:
+            dof = degrees_of_freedom(confounds, name)
+        except InputDataError:  # e.g. no tissue signal columns in a BOLD-only table
+            continue
+        if requested_dof is None and candidate == base:
+            requested_dof = dof
+        if dof >= MIN_DEGREES_OF_FREEDOM:
+            if name == strategy:
+                return name, None
+            return name, (
+                f"denoising strategy {strategy!r} needs more volumes than this run has "
+                f"({requested_dof if requested_dof is not None else 'unavailable'} degrees of "
+                f"freedom left, < {MIN_DEGREES_OF_FREEDOM}); used {name!r}, the largest that "
+                f"leaves at least {MIN_DEGREES_OF_FREEDOM} ({dof})"
+            )
+    kept = len(select_confounds(confounds, "none" + suffix)[1])
+    raise InputDataError(
+        f"{len(confounds)} volumes ({kept} after censoring) are too few for any denoising "
+        f"strategy (at least {MIN_DEGREES_OF_FREEDOM + 1} needed)"
+    )

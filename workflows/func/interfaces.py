@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 
@@ -23,10 +24,12 @@ from scipy import ndimage
 
 from workflows.func import confounds as confounds_mod
 from workflows.func import connectivity, figures, glm, reference, registration, resample, sdc
-from workflows.func.denoise import denoise_timeseries, select_confounds
+from workflows.func.denoise import denoise_timeseries, fit_strategy, select_confounds
 from workflows.func.motion import MOTION_COLUMNS, estimate_head_motion
 from workflows.func.slice_timing import correct_slice_timing, slice_timing_plan
 from workflows.interface_utils import out_path, save_image
+
+LOGGER = logging.getLogger("brainscale")
 
 
 def _to_grid(img, like, interpolation: str):
@@ -338,8 +341,11 @@ class Connectivity(SimpleInterface):
         names = list(raw.columns)
         valid = np.all(np.isfinite(raw.to_numpy()), axis=0) & (raw.std(axis=0).to_numpy() > 0)
         cleaned = np.full(raw.shape, np.nan)
+        strategy, fallback_note = fit_strategy(table, self.inputs.strategy)
+        if fallback_note:
+            LOGGER.warning("%s: %s", self.inputs.source_name, fallback_note)
         kept_values, kept = denoise_timeseries(
-            raw.to_numpy()[:, valid], table, self.inputs.strategy,
+            raw.to_numpy()[:, valid], table, strategy,
             self.inputs.repetition_time, self.inputs.source_name,
         )
         cleaned[np.ix_(kept, np.flatnonzero(valid))] = kept_values
@@ -354,11 +360,13 @@ class Connectivity(SimpleInterface):
             self._results[f"{label}_file"] = write_tsv(
                 connectivity.relmat_frame(matrix, names), out_path(runtime, f"{label}_relmat.tsv"))
         self._results["figure_file"] = figures.plot_connectivity(
-            pearson, names, f"{atlas.name}: Pearson r ({self.inputs.strategy})",
+            pearson, names, f"{atlas.name}: Pearson r ({strategy})",
             out_path(runtime, "connectivity.svg"))
-        _, _, columns = select_confounds(table, self.inputs.strategy)
+        _, _, columns = select_confounds(table, strategy)
         self._results["metadata"] = {
-            "DenoisingStrategy": self.inputs.strategy,
+            "DenoisingStrategy": strategy,
+            "DenoisingStrategyRequested": self.inputs.strategy,
+            **({"DenoisingNote": fallback_note} if fallback_note else {}),
             "ConfoundRegressors": columns,
             "NumberOfVolumesKept": int(len(kept)),
             "NumberOfVolumesCensored": int(len(table) - len(kept)),
