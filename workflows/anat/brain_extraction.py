@@ -1,7 +1,8 @@
-"""Brain extraction of full-head T1w images against the skull-stripped MNI template.
+"""Brain extraction of T1w images against the skull-stripped MNI template.
 
-The embedded template has no scalp, so a head image cannot be registered to it
-directly (the optimiser squeezes the scalp into the brain outline). The steps are:
+Full-head images. The embedded template has no scalp, so a head image cannot be
+registered to it directly (the optimiser squeezes the scalp into the brain outline).
+The steps are:
 
 1. align the head rigidly (no scaling) to a *pseudo-head* template: the template
    brain surrounded by a dark 6 mm skull shell and a bright 6 mm scalp shell, starting
@@ -13,69 +14,159 @@ directly (the optimiser squeezes the scalp into the brain outline). The steps ar
 3. keep the largest connected GM+WM component after a morphological opening (which
    cuts thin bridges to the scalp), close it and fill its holes (ventricles).
 
-The brain mask is refined later from the warped template brain mask and the final
-tissue classification (:func:`refine_brain_mask`).
+Pre-skull-stripped images (OpenNeuro stripped releases, FreeSurfer ``brainmask``, UK
+Biobank ``T1_brain``) are recognised by :func:`detect_skull_stripped`: their brain
+mask is the non-zero region the providers left (:func:`stripped_brain_mask`) and no
+extraction is run.
+
+Morphological sizes are given in mm and converted to voxels of the image at hand, so
+that the result does not depend on the voxel size. The brain mask is refined later
+from the warped template brain mask and the final tissue classification
+(:func:`refine_brain_mask`).
 """
 
 from __future__ import annotations
-
-import functools
 
 import ants
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from brainscale.resources import get_template, get_template_mask, get_template_probseg
-from workflows.anat.images import like, to_ants
+from workflows.anat.images import TemplateImages, ants_registration, like, to_ants, voxel_volume
 from workflows.anat.segmentation import classify_tissues
 
 UPPER_HEAD_DEPTH_MM = 110.0
 """Depth below the vertex used to match head centroids."""
 
+STRIPPED_MAX_VOLUME_ML = 2500.0
+"""Largest non-zero region (ml) of an image taken as a brain without skull and scalp.
 
-@functools.lru_cache(maxsize=2)
-def template_brain_mask(resolution: int = 2) -> nib.Nifti1Image:
-    """Return a tight brain mask of the template: GM+WM > 0.5, closed, holes filled.
+Adult intracranial volumes reach ~2000 ml (Buckner et al. 2004); a head with its
+scalp and skull is over 3000 ml even when the field of view stops at the skull base.
+"""
+
+STRIPPED_MIN_BACKGROUND_FRACTION = 0.3
+"""Smallest fraction of voxels exactly at the background value for a stripped image.
+
+Scanner images carry noise in the background; stripped releases set it to one value.
+"""
+
+
+def _ball(radius_mm: float, zooms) -> np.ndarray:
+    """Return a structuring element: the voxels within ``radius_mm`` of the centre."""
+    half = [max(0, int(np.floor(radius_mm / z))) for z in zooms]
+    grid = np.meshgrid(*[np.arange(-h, h + 1) * z for h, z in zip(half, zooms, strict=True)],
+                       indexing="ij")
+    return sum(g**2 for g in grid) <= radius_mm**2 + 1e-6
+
+
+def _zooms(affine: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """Return the largest 6-connected component of a boolean mask (empty stays empty)."""
+    labels, n = ndimage.label(mask)
+    if n <= 1:
+        return labels > 0
+    sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1))
+    return labels == (1 + int(np.argmax(sizes)))
+
+
+def stripped_brain_mask(img: nib.spatialimages.SpatialImage) -> np.ndarray:
+    """Return the brain of a pre-stripped image: its non-background region, holes filled.
 
     Parameters
     ----------
-    resolution : {1, 2}
-        Template resolution in mm.
+    img : nibabel image
+        Skull-stripped T1w image (background at one constant value).
 
     Returns
     -------
-    nibabel.Nifti1Image
-        uint8 mask (includes ventricles, excludes the generous margin of nilearn's mask).
+    numpy.ndarray
+        Boolean mask of the largest connected non-background region.
     """
-    gm = get_template_probseg("GM", resolution).get_fdata()
-    wm = get_template_probseg("WM", resolution).get_fdata()
-    iters = max(1, round(4 / resolution))
-    tight = ndimage.binary_fill_holes(ndimage.binary_closing(gm + wm > 0.5, iterations=iters))
-    return like(tight.astype(np.uint8), get_template(resolution))
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    return ndimage.binary_fill_holes(largest_component(data > data.min()))
 
 
-@functools.lru_cache(maxsize=2)
-def pseudo_head_template(resolution: int = 2) -> nib.Nifti1Image:
+def detect_skull_stripped(img: nib.spatialimages.SpatialImage) -> tuple[bool, str]:
+    """Decide whether a T1w image has already been skull-stripped.
+
+    An image is taken as stripped when at least
+    :data:`STRIPPED_MIN_BACKGROUND_FRACTION` of its voxels sit exactly at the minimum
+    (a background set to one value, not scanner noise) and the largest connected region
+    above it, holes filled, is no larger than a brain
+    (:data:`STRIPPED_MAX_VOLUME_ML`): no scalp or skull band surrounds it.
+
+    Parameters
+    ----------
+    img : nibabel image
+        T1w image.
+
+    Returns
+    -------
+    stripped : bool
+        Whether the image is skull-stripped.
+    reason : str
+        One sentence with the measured numbers.
+    """
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    background = float((data <= data.min()).mean())
+    if background < STRIPPED_MIN_BACKGROUND_FRACTION:
+        return False, (f"{100 * background:.0f} % of voxels at the background value "
+                       "(scanner noise around a head)")
+    volume_ml = float(stripped_brain_mask(img).sum()) * voxel_volume(img) / 1000.0
+    if volume_ml > STRIPPED_MAX_VOLUME_ML:
+        return False, f"non-zero region of {volume_ml:.0f} ml: a head with scalp and skull"
+    return True, (f"{100 * background:.0f} % of voxels at the background value around a "
+                  f"{volume_ml:.0f} ml non-zero region: a brain without scalp or skull")
+
+
+def skull_stripped_status(img: nib.spatialimages.SpatialImage,
+                          sidecar: dict | None = None) -> tuple[bool, str]:
+    """Return whether a T1w is skull-stripped, from its sidecar or else from the image.
+
+    Parameters
+    ----------
+    img : nibabel image
+        T1w image.
+    sidecar : dict, optional
+        Its BIDS sidecar; a boolean ``SkullStripped`` field there is trusted.
+
+    Returns
+    -------
+    stripped : bool
+        Whether the image is skull-stripped.
+    evidence : str
+        Where the answer comes from, with the measured numbers when detected.
+    """
+    field = (sidecar or {}).get("SkullStripped")
+    if isinstance(field, bool):
+        return field, f"SkullStripped: {str(field).lower()} in the input sidecar"
+    stripped, reason = detect_skull_stripped(img)
+    return stripped, f"detected from the image: {reason}"
+
+
+def pseudo_head_template(template: TemplateImages) -> nib.Nifti1Image:
     """Return the template brain wrapped in synthetic skull (dark) and scalp (bright) shells.
 
     Parameters
     ----------
-    resolution : {1, 2}
-        Template resolution in mm.
+    template : TemplateImages
+        The skull-stripped template.
 
     Returns
     -------
     nibabel.Nifti1Image
         Float32 image on the template grid.
     """
-    template = get_template(resolution)
-    inside = get_template_mask(resolution).get_fdata() > 0
-    dist = ndimage.distance_transform_edt(~inside, sampling=float(resolution))
-    data = template.get_fdata().astype(np.float32)
+    inside = np.asarray(template.mask.dataobj) > 0
+    dist = ndimage.distance_transform_edt(~inside, sampling=_zooms(template.mask.affine))
+    data = template.t1w.get_fdata(dtype=np.float32)
     data[(dist > 0) & (dist <= 6)] = 0.05
     data[(dist > 6) & (dist <= 12)] = 0.8
-    return like(data, template)
+    return like(data, template.t1w)
 
 
 def head_mask(img: ants.ANTsImage) -> np.ndarray:
@@ -105,17 +196,30 @@ def upper_head_centroid(mask: np.ndarray, affine: np.ndarray,
     return xyz[xyz[:, 2] > xyz[:, 2].max() - depth].mean(axis=0)
 
 
-def _ras_to_lps(vec: np.ndarray) -> np.ndarray:
-    return np.asarray(vec, dtype=float) * np.array([-1.0, -1.0, 1.0])
+def mask_centroid(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Return the RAS centroid (mm) of a boolean mask."""
+    return np.argwhere(mask).mean(axis=0) @ affine[:3, :3].T + affine[:3, 3]
 
 
-def rigid_head_alignment(head: ants.ANTsImage, out_prefix: str, seed: int = 0) -> str:
+def write_translation(shift_ras: np.ndarray, path: str) -> str:
+    """Write an ITK transform that moves template points by ``shift_ras`` (mm) and return it."""
+    lps = np.asarray(shift_ras, dtype=float) * np.array([-1.0, -1.0, 1.0])
+    init = ants.create_ants_transform(transform_type="AffineTransform", dimension=3,
+                                      translation=list(lps))
+    ants.write_transform(init, path)
+    return path
+
+
+def rigid_head_alignment(head: ants.ANTsImage, template: TemplateImages, out_prefix: str,
+                         seed: int = 0) -> str:
     """Rigidly align a (bias-corrected, ~2 mm) head image to the pseudo-head template.
 
     Parameters
     ----------
     head : ants.ANTsImage
         Full-head T1w image.
+    template : TemplateImages
+        Skull-stripped template (~2 mm).
     out_prefix : str
         Prefix of ANTs output files (its folder should hold nothing else with it).
     seed : int
@@ -126,25 +230,24 @@ def rigid_head_alignment(head: ants.ANTsImage, out_prefix: str, seed: int = 0) -
     str
         Path of the ITK rigid transform (template -> head, ANTs "forward" convention).
     """
-    pseudo = pseudo_head_template(2)
+    pseudo = pseudo_head_template(template)
     fixed = to_ants(pseudo)
     tpl_head = ndimage.distance_transform_edt(
-        get_template_mask(2).get_fdata() == 0, sampling=2.0) <= 12
+        np.asarray(template.mask.dataobj) == 0, sampling=_zooms(pseudo.affine)) <= 12
     moving_affine = ants.to_nibabel_nifti(head).affine
     shift = upper_head_centroid(head_mask(head), moving_affine) - upper_head_centroid(
         tpl_head, pseudo.affine)
-    init = ants.create_ants_transform(transform_type="AffineTransform", dimension=3,
-                                      translation=list(_ras_to_lps(shift)))
-    init_path = f"{out_prefix}init.mat"
-    ants.write_transform(init, init_path)
-    fixed_mask = to_ants(like((tpl_head | ndimage.binary_dilation(tpl_head, iterations=2))
-                              .astype(np.float32), pseudo))
-    reg = ants.registration(fixed, head, type_of_transform="Rigid", initial_transform=init_path,
-                            mask=fixed_mask, outprefix=f"{out_prefix}rigid_", random_seed=seed)
+    init_path = write_translation(shift, f"{out_prefix}init.mat")
+    margin = ndimage.binary_dilation(tpl_head, _ball(4.0, _zooms(pseudo.affine)))
+    fixed_mask = to_ants(like(margin.astype(np.float32), pseudo))
+    reg = ants_registration(fixed, head, seed, type_of_transform="Rigid",
+                            initial_transform=init_path, mask=fixed_mask,
+                            outprefix=f"{out_prefix}rigid_")
     return reg["fwdtransforms"][0]
 
 
-def initial_brain_mask(head: ants.ANTsImage, rigid_xfm: str) -> np.ndarray:
+def initial_brain_mask(head: ants.ANTsImage, rigid_xfm: str,
+                       template: TemplateImages) -> np.ndarray:
     """Return a first brain mask of a head image from rigidly carried priors and intensities.
 
     Parameters
@@ -153,31 +256,31 @@ def initial_brain_mask(head: ants.ANTsImage, rigid_xfm: str) -> np.ndarray:
         Bias-corrected full-head image (~2 mm).
     rigid_xfm : str
         Transform from :func:`rigid_head_alignment`.
+    template : TemplateImages
+        The template whose priors are carried.
 
     Returns
     -------
     numpy.ndarray
         Boolean brain mask on the grid of ``head``.
     """
+    zooms = np.asarray(head.spacing, dtype=float)
     priors = []
     for label in ("CSF", "GM", "WM"):
-        warped = ants.apply_transforms(head, to_ants(get_template_probseg(label, 2)), [rigid_xfm],
+        warped = ants.apply_transforms(head, to_ants(template.probseg(label)), [rigid_xfm],
                                        whichtoinvert=[True])
-        priors.append(ndimage.gaussian_filter(warped.numpy(), 2.0))
+        priors.append(ndimage.gaussian_filter(warped.numpy(), 4.0 / zooms))
     priors = np.clip(np.stack(priors), 0, 1)
     brain_prior = np.clip(priors.sum(axis=0), 0, 1)
-    region = ndimage.binary_dilation(brain_prior > 0.05, iterations=3) & head_mask(head)
+    region = ndimage.binary_dilation(brain_prior > 0.05, _ball(6.0, zooms)) & head_mask(head)
     other = 1.0 - brain_prior
     post = classify_tissues(head.numpy(), np.concatenate([priors, other[None]]), region)
     tissue = (post[1] + post[2]) > 0.5
-    opened = ndimage.binary_opening(tissue, iterations=3)
-    labels, n = ndimage.label(opened)
-    if n == 0:
-        return ndimage.binary_dilation(brain_prior > 0.5, iterations=1)
-    sizes = ndimage.sum(opened, labels, index=np.arange(1, n + 1))
-    brain = labels == (1 + int(np.argmax(sizes)))
-    brain = ndimage.binary_dilation(brain, iterations=3)
-    return ndimage.binary_fill_holes(ndimage.binary_closing(brain, iterations=2))
+    opened = ndimage.binary_opening(tissue, _ball(6.0, zooms))
+    if not opened.any():
+        return ndimage.binary_dilation(brain_prior > 0.5, _ball(2.0, zooms))
+    brain = ndimage.binary_dilation(largest_component(opened), _ball(6.0, zooms))
+    return ndimage.binary_fill_holes(ndimage.binary_closing(brain, _ball(4.0, zooms)))
 
 
 def refine_brain_mask(warped_mask: np.ndarray, posteriors: np.ndarray) -> np.ndarray:
@@ -200,9 +303,4 @@ def refine_brain_mask(warped_mask: np.ndarray, posteriors: np.ndarray) -> np.nda
     brain = warped_mask > 0.5
     if posteriors.shape[0] > 3:
         brain &= posteriors[3] < 0.5
-    labels, n = ndimage.label(brain)
-    if n > 1:
-        sizes = ndimage.sum(brain, labels, index=np.arange(1, n + 1))
-        brain = labels == (1 + int(np.argmax(sizes)))
-    return ndimage.binary_fill_holes(brain)
-
+    return ndimage.binary_fill_holes(largest_component(brain))

@@ -1,10 +1,95 @@
-"""Conversions between nibabel and ANTsPy images, and small resampling helpers."""
+"""Conversions between nibabel and ANTsPy images, small resampling helpers, seeded ANTs.
+
+It also holds :class:`TemplateImages`, the template and its tissue priors as the
+numeric functions receive them: they never fetch templates themselves (the Nipype
+interfaces take them from :mod:`brainscale.resources` and pass them in).
+"""
 
 from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
 
 import ants
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
+
+
+@dataclass(frozen=True, eq=False)
+class TemplateImages:
+    """A skull-stripped T1w template with its tissue priors, on one grid.
+
+    Attributes
+    ----------
+    t1w : nibabel image
+        Skull-stripped T1w template (0 outside the brain).
+    gm, wm, csf : nibabel images
+        Tissue probability maps on the same grid.
+    mask : nibabel image
+        Intracranial (brain + CSF) mask of the template.
+    """
+
+    t1w: nib.spatialimages.SpatialImage
+    gm: nib.spatialimages.SpatialImage
+    wm: nib.spatialimages.SpatialImage
+    csf: nib.spatialimages.SpatialImage
+    mask: nib.spatialimages.SpatialImage
+
+    @property
+    def resolution(self) -> float:
+        """Voxel size of the template grid in mm (largest axis)."""
+        return float(max(self.t1w.header.get_zooms()[:3]))
+
+    def probseg(self, label: str) -> nib.spatialimages.SpatialImage:
+        """Return the prior of ``label`` (``"CSF"``, ``"GM"`` or ``"WM"``)."""
+        return {"CSF": self.csf, "GM": self.gm, "WM": self.wm}[label]
+
+    @functools.cached_property
+    def intracranial_volume_mm3(self) -> float:
+        """Volume of :attr:`mask` in mm^3 (the template's intracranial volume)."""
+        return float(np.count_nonzero(np.asarray(self.mask.dataobj))) * voxel_volume(self.mask)
+
+    @functools.cached_property
+    def brain_mask(self) -> nib.Nifti1Image:
+        """Tight brain mask: GM+WM > 0.5, closed over 4 mm, holes (ventricles) filled."""
+        gm = self.gm.get_fdata(dtype=np.float32)
+        wm = self.wm.get_fdata(dtype=np.float32)
+        iters = max(1, round(4 / self.resolution))
+        tight = ndimage.binary_fill_holes(ndimage.binary_closing(gm + wm > 0.5,
+                                                                 iterations=iters))
+        return like(tight.astype(np.uint8), self.t1w)
+
+
+def ants_registration(fixed: ants.ANTsImage, moving: ants.ANTsImage, seed: int,
+                      **kwargs) -> dict:
+    """Run :func:`ants.registration` with a fixed seed of its metric sampling.
+
+    ANTsPy ignores a ``random_seed`` keyword (it swallows unknown keywords): it reads
+    the seed from ``ants.config._random_seed`` and ANTs takes 0 as "seed from the
+    clock". Without this, two runs of the same registration differ. The result is
+    bit-identical for the same inputs, seed and ITK thread count.
+
+    Parameters
+    ----------
+    fixed, moving : ants.ANTsImage
+        Images to register.
+    seed : int
+        Non-negative seed; ANTs receives ``seed + 1``.
+    **kwargs
+        Passed to :func:`ants.registration`.
+
+    Returns
+    -------
+    dict
+        ANTsPy's registration result.
+    """
+    previous = ants.config._random_seed
+    ants.config._random_seed = int(seed) + 1
+    try:
+        return ants.registration(fixed, moving, **kwargs)
+    finally:
+        ants.config._random_seed = previous
 
 
 def to_ants(img: nib.spatialimages.SpatialImage) -> ants.ANTsImage:
@@ -109,3 +194,24 @@ def resample_to_resolution(img: ants.ANTsImage, resolution: float) -> ants.ANTsI
         The resampled image (same field of view).
     """
     return ants.resample_image(img, (resolution,) * 3, use_voxels=False, interp_type=0)
+
+
+def crop_to_mask(img: nib.spatialimages.SpatialImage, mask: nib.spatialimages.SpatialImage,
+                 margin_mm: float) -> nib.Nifti1Image:
+    """Crop an image to the box around a mask on the same grid, widened by ``margin_mm``.
+
+    Parameters
+    ----------
+    img, mask : nibabel images
+        Image and mask on one grid.
+    margin_mm : float
+        Margin kept on each side.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        The cropped image (world coordinates kept).
+    """
+    zooms = np.linalg.norm(img.affine[:3, :3], axis=0)
+    box = bounding_box(np.asarray(mask.dataobj) > 0, np.ceil(margin_mm / zooms).astype(int))
+    return like(np.asarray(img.dataobj)[box], img.slicer[box])

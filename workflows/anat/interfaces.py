@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -18,26 +19,61 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from workflows.anat.images import TemplateImages
 from workflows.interface_utils import out_path
+
+
+@functools.lru_cache(maxsize=2)
+def embedded_template(resolution: int) -> TemplateImages:
+    """Return the embedded MNI152 2009a template and priors (from brainscale.resources)."""
+    from brainscale.resources import get_template, get_template_mask, get_template_probseg
+
+    return TemplateImages(t1w=get_template(resolution),
+                          gm=get_template_probseg("GM", resolution),
+                          wm=get_template_probseg("WM", resolution),
+                          csf=get_template_probseg("CSF", resolution),
+                          mask=get_template_mask(resolution))
+
+
+def _sidecar(image_file: str) -> dict | None:
+    """Return the JSON sidecar beside a NIfTI file, or None when absent or unreadable."""
+    stem = image_file[:-7] if image_file.endswith(".nii.gz") else os.path.splitext(image_file)[0]
+    try:
+        with open(f"{stem}.json", encoding="utf-8") as handle:
+            content = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return content if isinstance(content, dict) else None
+
+
+SEGMENTATION_CAPTION = ("Brain mask (red), GM/CSF (green) and WM/GM (blue) boundaries over "
+                        "the T1w.")
 
 
 class _ConformInputSpec(BaseInterfaceInputSpec):
     t1w_files = InputMultiObject(File(exists=True), mandatory=True, desc="T1w images")
+    skull_stripped = traits.Enum("auto", "yes", "no", usedefault=True,
+                                 desc="whether the input is skull-stripped; auto: sidecar "
+                                      "SkullStripped field, else detected from the image")
 
 
 class _ConformOutputSpec(TraitedSpec):
     out_file = File(exists=True, desc="conformed T1w (float32, RAS+)")
     source_file = traits.Str(desc="the chosen raw T1w")
+    skull_stripped = traits.Bool(desc="whether the input was already skull-stripped")
     meta = traits.Dict(desc="conformance report for the sidecar")
+    mask_meta = traits.Dict(desc="brain mask sidecar: how the mask was obtained")
+    seg_figure_meta = traits.Dict(desc="caption of the segmentation figure")
 
 
 class ConformT1w(SimpleInterface):
-    """Choose the reference T1w and conform it (checks, RAS+ orientation)."""
+    """Choose the reference T1w, conform it (checks, RAS+) and tell if it is skull-stripped."""
 
     input_spec = _ConformInputSpec
     output_spec = _ConformOutputSpec
 
     def _run_interface(self, runtime):
+        from workflows.anat.brain_extraction import skull_stripped_status
         from workflows.anat.conform import conform_t1w, load_t1w, select_reference_t1w
 
         files = list(self.inputs.t1w_files)
@@ -47,11 +83,31 @@ class ConformT1w(SimpleInterface):
         self._results["out_file"] = out_path(runtime, "t1w_conformed.nii.gz")
         nib.save(img, self._results["out_file"])
         self._results["source_file"] = files[chosen]
-        meta = {"SkullStripped": False, "BiasCorrection": "N4 (antspyx)", **report.as_dict()}
+        if self.inputs.skull_stripped == "auto":
+            stripped, evidence = skull_stripped_status(img, _sidecar(files[chosen]))
+        else:
+            stripped = self.inputs.skull_stripped == "yes"
+            evidence = "set by the caller"
+        meta = {"SkullStripped": stripped, "SkullStrippedEvidence": evidence,
+                "BiasCorrection": "N4 (antspyx)", **report.as_dict()}
         meta["ReferenceT1wChoice"] = (
             f"{os.path.basename(files[chosen])} of {len(files)} T1w image(s): highest resolution"
         )
         self._results["meta"] = meta
+        self._results["skull_stripped"] = stripped
+        self._results["mask_meta"] = {
+            "Type": "Brain", "SkullStrippedInput": stripped,
+            "BrainExtraction": (
+                "none: the input was skull-stripped; the mask is its non-zero region "
+                "trimmed by the tissue classification" if stripped else
+                "template-based (rigid pseudo-head alignment, tissue classification, "
+                "warped template brain mask)"),
+        }
+        caption = SEGMENTATION_CAPTION
+        if stripped:
+            caption += (" The input T1w was already skull-stripped (" + evidence + "): no "
+                        "brain extraction was run.")
+        self._results["seg_figure_meta"] = {"Caption": caption}
         return runtime
 
 
@@ -81,29 +137,39 @@ class BiasFieldCorrection(SimpleInterface):
 class _NormalizeInputSpec(_InFileInputSpec):
     seed = traits.Int(0, usedefault=True, desc="random seed")
     template_resolution = traits.Enum(1, 2, usedefault=True, desc="std_t1w resolution (mm)")
+    skull_stripped = traits.Bool(False, usedefault=True, desc="input already skull-stripped")
 
 
 class _NormalizeOutputSpec(TraitedSpec):
     forward_xfm = File(exists=True, desc="T1w -> MNI displacement field")
     inverse_xfm = File(exists=True, desc="MNI -> T1w displacement field")
+    affine_xfm = File(exists=True, desc="affine stage (template -> T1w points), for eTIV")
     std_t1w = File(exists=True, desc="T1w resampled to the template")
 
 
 class NormalizeToTemplate(SimpleInterface):
-    """Rigid head alignment, brain extraction and SyN to the embedded template."""
+    """Brain extraction (unless pre-stripped), affine and SyN to the embedded template."""
 
     input_spec = _NormalizeInputSpec
     output_spec = _NormalizeOutputSpec
 
     def _run_interface(self, runtime):
-        from brainscale.resources import get_template
-        from workflows.anat.normalization import apply_displacement, normalize_head_to_template
+        from workflows.anat.normalization import (
+            AFFINE_RESOLUTION_MM,
+            apply_displacement,
+            normalize_to_template,
+            syn_resolution,
+        )
 
         t1w = nib.load(self.inputs.in_file)
-        forward, inverse = normalize_head_to_template(t1w, out_path(runtime, "anat2std_"),
-                                                      seed=self.inputs.seed)
-        std = apply_displacement(t1w, get_template(self.inputs.template_resolution), forward)
-        self._results.update(forward_xfm=forward, inverse_xfm=inverse,
+        result = normalize_to_template(
+            t1w, embedded_template(int(AFFINE_RESOLUTION_MM)),
+            embedded_template(syn_resolution(t1w)), out_path(runtime, "anat2std_"),
+            seed=self.inputs.seed, skull_stripped=self.inputs.skull_stripped)
+        std = apply_displacement(t1w, embedded_template(self.inputs.template_resolution).t1w,
+                                 result.forward)
+        self._results.update(forward_xfm=result.forward, inverse_xfm=result.inverse,
+                             affine_xfm=result.affine,
                              std_t1w=out_path(runtime, "t1w_std.nii.gz"))
         nib.save(std, self._results["std_t1w"])
         return runtime
@@ -111,6 +177,7 @@ class NormalizeToTemplate(SimpleInterface):
 
 class _SegmentInputSpec(_InFileInputSpec):
     inverse_xfm = File(exists=True, mandatory=True, desc="MNI -> T1w displacement field")
+    skull_stripped = traits.Bool(False, usedefault=True, desc="input already skull-stripped")
 
 
 class _SegmentOutputSpec(TraitedSpec):
@@ -131,7 +198,10 @@ class SegmentTissues(SimpleInterface):
         from workflows.anat.segmentation import discrete_segmentation
 
         t1w = nib.load(self.inputs.in_file)
-        post, mask = segment_with_template_priors(t1w, self.inputs.inverse_xfm)
+        resolution = 1 if min(t1w.header.get_zooms()[:3]) < 1.5 else 2
+        post, mask = segment_with_template_priors(t1w, self.inputs.inverse_xfm,
+                                                  embedded_template(resolution),
+                                                  skull_stripped=self.inputs.skull_stripped)
         paths = {}
         for name, data in (("mask", mask.astype(np.uint8)),
                            ("dseg", discrete_segmentation(post, mask)),
@@ -212,6 +282,7 @@ class _MorphInputSpec(BaseInterfaceInputSpec):
     thickness = File(exists=True, mandatory=True, desc="thickness map")
     atlas = traits.Str(desc="atlas name (regional table); empty: global table")
     atlas_file = File(exists=True, desc="atlas in native space")
+    affine_xfm = File(exists=True, desc="affine T1w -> template stage (global table: eTIV)")
 
 
 class _MorphOutputSpec(TraitedSpec):
@@ -246,10 +317,18 @@ class Morphometry(SimpleInterface):
             tpms = np.stack([nib.load(self.inputs.tpms[i]).get_fdata(dtype=np.float32)
                              for i in (2, 0, 1)])
             mask = np.asarray(nib.load(self.inputs.mask).dataobj) > 0
-            table = pd.DataFrame([morphometry.global_measures(tpms, mask, thick, vox)])
+            etiv = float("nan")
+            if isdefined(self.inputs.affine_xfm):
+                from workflows.anat.normalization import estimated_intracranial_volume
+
+                etiv = estimated_intracranial_volume(
+                    self.inputs.affine_xfm, embedded_template(1).intracranial_volume_mm3)
+            table = pd.DataFrame([morphometry.global_measures(tpms, mask, thick, vox, etiv)])
             units = morphometry.GLOBAL_UNITS
             meta = {}
         meta.update({col: {"Units": unit} for col, unit in units.items()})
+        for col, text in morphometry.GLOBAL_DESCRIPTIONS.items() if not self.inputs.atlas else ():
+            meta[col]["Description"] = text
         meta["SurfaceAreaMethod"] = "GM volume / mean cortical thickness per region"
         self._results["out_file"] = out_path(runtime, "morph.tsv")
         table.to_csv(self._results["out_file"], sep="\t", index=False, na_rep="n/a")
@@ -290,10 +369,10 @@ class NormalizationFigure(SimpleInterface):
     output_spec = _OutFileOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.anat.brain_extraction import template_brain_mask
         from workflows.anat.figures import plot_normalization
 
         self._results["out_file"] = plot_normalization(
-            nib.load(self.inputs.std_t1w), template_brain_mask(self.inputs.template_resolution),
+            nib.load(self.inputs.std_t1w),
+            embedded_template(self.inputs.template_resolution).brain_mask,
             out_path(runtime, "norm.svg"))
         return runtime

@@ -21,6 +21,14 @@ REFERENCES = {
     "acosta2009": "Acosta O, Bourgeat P, Zuluaga MA, et al. Automated voxel-based 3D cortical "
     "thickness measurement in a combined Lagrangian-Eulerian PDE approach using partial "
     "volume maps. Medical Image Analysis 13(5):730-743, 2009.",
+    "avants2008": "Avants BB, Epstein CL, Grossman M, Gee JC. Symmetric diffeomorphic image "
+    "registration with cross-correlation: evaluating automated labeling of elderly and "
+    "neurodegenerative brain. Medical Image Analysis 12(1):26-41, 2008.",
+    "buckner2004": "Buckner RL, Head D, Parker J, Fotenos AF, Marcus D, Morris JC, Snyder AZ. "
+    "A unified approach for morphometric and functional data analysis in young, old, and "
+    "demented adults using automated atlas-based head size normalization: reliability and "
+    "validation against manual measurement of total intracranial volume. NeuroImage "
+    "23(2):724-738, 2004.",
     "dahnke2013": "Dahnke R, Yotter RA, Gaser C. Cortical thickness and central surface "
     "estimation. NeuroImage 65:336-348, 2013.",
 }
@@ -44,10 +52,18 @@ def describe(thickness_method: str = "laplace", **_settings) -> str:
     return (
         "*Anatomical data.* The T1w image with the highest resolution was conformed to RAS+ "
         "orientation and corrected for intensity non-uniformity with N4 [@tustison2010] "
-        "(ANTsPy). It was aligned rigidly to the template surrounded by synthetic skull and "
-        "scalp shells, a first brain mask was obtained by prior-weighted tissue "
-        "classification, and the skull-stripped image was normalized to the template with "
-        "affine and symmetric diffeomorphic (SyN) registration [@ants] at 2 mm. CSF, GM and "
+        "(ANTsPy). A full-head image was aligned rigidly to the template surrounded by "
+        "synthetic skull and scalp shells and a first brain mask was obtained by "
+        "prior-weighted tissue classification; an image that was already skull-stripped "
+        "(a `SkullStripped` sidecar field, or a constant background around a region no "
+        "larger than a brain) was not stripped again: its non-zero region served as the "
+        "brain and it was started from the translation matching its centroid to the "
+        "template's. The brain was registered to the template affinely at 2 mm and then "
+        "with symmetric diffeomorphic (SyN) registration [@avants2008; @ants] whose finest "
+        "level ran at 1 mm; every registration used a fixed random seed, so that the "
+        "same input gives the same output. The total intracranial volume was estimated "
+        "from the determinant of the affine transform times the template's intracranial "
+        "volume [@buckner2004]. CSF, GM and "
         "WM were classified with a Gaussian mixture weighted by the template tissue priors "
         "warped to native space [@ashburner2005], with mixed CSF/GM and GM/WM classes that "
         "turn the tissue probabilities into partial-volume fractions [@shattuck2001]; the "

@@ -1,8 +1,12 @@
 """Global and regional morphometry from tissue probabilities, thickness and an atlas.
 
 * Volumes are sums of tissue probabilities times the voxel volume (partial volumes
-  count fractionally); total intracranial volume (TIV) is CSF + GM + WM inside the
-  brain mask.
+  count fractionally); ``brain_mask_volume_mm3`` is the volume of the brain mask (CSF +
+  GM + WM inside it). It is not an intracranial volume when the input was stripped by
+  its providers (outer CSF removed): the head-size covariate is ``etiv_mm3``, the
+  estimated total intracranial volume from the affine registration to the template
+  (Buckner et al. 2004; :func:`workflows.anat.normalization.estimated_intracranial_volume`).
+  ``tiv_mm3`` is a deprecated alias of ``brain_mask_volume_mm3``.
 * Regional mean thickness averages the thickness map over the region's GM voxels with a
   non-zero thickness.
 * Surface area per region is estimated volumetrically as ``A = V_GM / T_mean``: the
@@ -20,11 +24,21 @@ import pandas as pd
 from brainscale.errors import InputDataError
 
 GLOBAL_UNITS = {
+    "etiv_mm3": "mm^3",
+    "brain_mask_volume_mm3": "mm^3",
     "tiv_mm3": "mm^3",
     "gm_volume_mm3": "mm^3",
     "wm_volume_mm3": "mm^3",
     "csf_volume_mm3": "mm^3",
     "thickness_mean_mm": "mm",
+}
+GLOBAL_DESCRIPTIONS = {
+    "etiv_mm3": "Estimated total intracranial volume: |det| of the affine T1w -> "
+                "MNI152NLin2009aSym registration times the template's intracranial volume "
+                "(Buckner et al. 2004); use as the head-size covariate",
+    "brain_mask_volume_mm3": "Volume of the brain mask (desc-brain_mask)",
+    "tiv_mm3": "Deprecated alias of brain_mask_volume_mm3 (not an intracranial volume "
+               "when the input was skull-stripped by its providers); use etiv_mm3",
 }
 REGIONAL_UNITS = {
     "gm_volume_mm3": "mm^3",
@@ -34,8 +48,8 @@ REGIONAL_UNITS = {
 
 
 def global_measures(tpms: np.ndarray, mask: np.ndarray, thickness: np.ndarray,
-                    voxel_mm3: float) -> dict[str, float]:
-    """Return TIV, tissue volumes and mean cortical thickness.
+                    voxel_mm3: float, etiv_mm3: float = float("nan")) -> dict[str, float]:
+    """Return eTIV, the brain mask volume, tissue volumes and mean cortical thickness.
 
     Parameters
     ----------
@@ -47,6 +61,8 @@ def global_measures(tpms: np.ndarray, mask: np.ndarray, thickness: np.ndarray,
         Thickness map (mm), 0 outside GM.
     voxel_mm3 : float
         Voxel volume.
+    etiv_mm3 : float
+        Estimated total intracranial volume (from the registration), reported as is.
 
     Returns
     -------
@@ -54,9 +70,12 @@ def global_measures(tpms: np.ndarray, mask: np.ndarray, thickness: np.ndarray,
         Keys of :data:`GLOBAL_UNITS`.
     """
     csf, gm, wm = (float(np.sum(p[mask], dtype=np.float64)) * voxel_mm3 for p in tpms)
+    mask_volume = float(np.count_nonzero(mask)) * voxel_mm3
     cortex = thickness > 0
     return {
-        "tiv_mm3": csf + gm + wm,
+        "etiv_mm3": float(etiv_mm3),
+        "brain_mask_volume_mm3": mask_volume,
+        "tiv_mm3": mask_volume,
         "gm_volume_mm3": gm,
         "wm_volume_mm3": wm,
         "csf_volume_mm3": csf,

@@ -1,29 +1,158 @@
 """Spatial normalization to the embedded MNI152 2009a template (affine + SyN, antspyx).
 
-Registration runs on the skull-stripped image at the template's 2 mm resolution
-(``antsRegistrationSyNQuick[s]``: rigid, affine, then symmetric normalization;
-Avants et al., 2008), initialised by the rigid head alignment. The affine and the
-warp are composed into one displacement field in each direction:
+1. *Brain.* A full-head image is aligned rigidly to a pseudo-head template and a first
+   brain mask is drawn (:mod:`workflows.anat.brain_extraction`); a pre-stripped image
+   is its own brain, started from the translation that matches its centroid to the
+   template brain's.
+2. *Affine* (12 parameters, mutual information, ``antsRegistrationSyNQuick[a]``
+   levels) of the brain onto the template brain at 2 mm. Its determinant gives the
+   estimated total intracranial volume (:func:`estimated_intracranial_volume`).
+3. *SyN* (Avants et al., 2008) from that affine onto the template cropped around its
+   brain, at ``SYN_RESOLUTION_MM`` for images finer than 1.5 mm (2 mm otherwise:
+   :func:`syn_resolution`), with a four-level pyramid whose last level runs at full
+   resolution (:data:`SYN_ITERATIONS`; ``antsRegistrationSyNQuick`` stops one level
+   coarser, and SyN at 2 mm only left the MNI-space T1w at r = 0.65 with the template).
 
-* forward (T1w -> MNI, ``mode-image``): a field on the template grid, used as
+The affine and the warp are composed into one displacement field in each direction:
+
+* forward (T1w -> MNI, ``mode-image``): a field on the 2 mm template grid, used as
   ``ants.apply_transforms(fixed=template, moving=t1w, transformlist=[forward])``;
 * inverse (MNI -> T1w): a field on a 2 mm copy of the native grid, used as
   ``ants.apply_transforms(fixed=t1w, moving=atlas, transformlist=[inverse])``.
 
 ITK stores displacement vectors in LPS coordinates (see :func:`displacement_ras`).
+Every ANTs call gets the seed (:func:`workflows.anat.images.ants_registration`): the
+same inputs, seed and thread count give bit-identical fields.
 """
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 
 import ants
 import nibabel as nib
 import numpy as np
 
-from brainscale.resources import get_template
-from workflows.anat.brain_extraction import initial_brain_mask, rigid_head_alignment
-from workflows.anat.images import resample_to_resolution, to_ants, to_nibabel
+from workflows.anat.brain_extraction import (
+    initial_brain_mask,
+    mask_centroid,
+    rigid_head_alignment,
+    stripped_brain_mask,
+    write_translation,
+)
+from workflows.anat.images import (
+    TemplateImages,
+    ants_registration,
+    crop_to_mask,
+    resample_to_resolution,
+    to_ants,
+    to_nibabel,
+)
+
+AFFINE_RESOLUTION_MM = 2.0
+"""Voxel size at which the brain is registered affinely."""
+
+SYN_RESOLUTION_MM = 1.0
+"""Voxel size of the finest SyN level (the template grid it runs on)."""
+
+SYN_CROP_MARGIN_MM = 10.0
+"""Margin around the template's intracranial mask kept on the SyN grid (the rest is cut)."""
+
+SYN_ITERATIONS = (100, 70, 50, 20)
+"""SyN iterations at shrink factors 8, 4, 2, 1 of the :data:`SYN_RESOLUTION_MM` grid."""
+
+
+def syn_resolution(img: nib.spatialimages.SpatialImage) -> int:
+    """Return the template resolution (mm) of the finest SyN level for an image.
+
+    :data:`SYN_RESOLUTION_MM` for images finer than 1.5 mm, 2 mm otherwise (a 1 mm
+    level would only add time for a 2 mm image).
+    """
+    zooms = np.linalg.norm(np.asarray(img.affine)[:3, :3], axis=0)
+    return int(SYN_RESOLUTION_MM) if zooms.min() < 1.5 else 2
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Result of :func:`normalize_to_template`.
+
+    Attributes
+    ----------
+    forward : str
+        Displacement field T1w -> template (on the 2 mm template grid).
+    inverse : str
+        Displacement field template -> T1w (on a 2 mm copy of the native grid).
+    affine : str
+        ITK affine (template -> T1w points) of the affine stage, initial alignment
+        included.
+    """
+
+    forward: str
+    inverse: str
+    affine: str
+
+
+def affine_matrix(xfm: str) -> np.ndarray:
+    """Return the 3x3 linear part of an ITK affine transform file (LPS axes)."""
+    return np.asarray(ants.read_transform(xfm).parameters[:9], dtype=float).reshape(3, 3)
+
+
+def estimated_intracranial_volume(xfm: str, template_icv_mm3: float) -> float:
+    """Estimate total intracranial volume from the affine of the T1w -> template registration.
+
+    The atlas-scaling method of Buckner et al. (2004), the one behind FreeSurfer's
+    eTIV: the volume of the template's intracranial region carried into the subject by
+    the affine part of the registration, ``|det A| * ICV_template``, where ``A`` maps
+    template points to subject points. It depends on the size of the brain outline the
+    affine matched, not on how (or whether) the image was skull-stripped.
+
+    Parameters
+    ----------
+    xfm : str
+        ITK affine transform file, template -> subject points (ANTs' forward convention).
+    template_icv_mm3 : float
+        Intracranial volume of the template (mm^3).
+
+    Returns
+    -------
+    float
+        eTIV in mm^3.
+    """
+    return float(abs(np.linalg.det(affine_matrix(xfm))) * template_icv_mm3)
+
+
+def compose_transforms(reg: dict, moving: ants.ANTsImage, template: ants.ANTsImage,
+                       native_grid: ants.ANTsImage, out_prefix: str) -> tuple[str, str]:
+    """Compose an ANTs registration's transforms into one displacement field each way.
+
+    Parameters
+    ----------
+    reg : dict
+        Result of :func:`ants.registration` (``fwdtransforms``, ``invtransforms``).
+    moving : ants.ANTsImage
+        The image that was registered.
+    template : ants.ANTsImage
+        Grid of the forward field.
+    native_grid : ants.ANTsImage
+        Grid of the inverse field.
+    out_prefix : str
+        Prefix of the output files.
+
+    Returns
+    -------
+    forward, inverse : str
+        ``<out_prefix>forward_xfm.nii.gz`` and ``<out_prefix>inverse_xfm.nii.gz``.
+    """
+    forward = ants.apply_transforms(template, moving, reg["fwdtransforms"],
+                                    compose=f"{out_prefix}fwd_")
+    invert = [t.endswith(".mat") for t in reg["invtransforms"]]
+    inverse = ants.apply_transforms(native_grid, template, reg["invtransforms"],
+                                    whichtoinvert=invert, compose=f"{out_prefix}inv_")
+    out_fwd, out_inv = f"{out_prefix}forward_xfm.nii.gz", f"{out_prefix}inverse_xfm.nii.gz"
+    shutil.move(forward, out_fwd)
+    shutil.move(inverse, out_inv)
+    return out_fwd, out_inv
 
 
 def register_brain_to_template(
@@ -34,12 +163,12 @@ def register_brain_to_template(
     seed: int = 0,
     transform: str = "antsRegistrationSyNQuick[s]",
 ) -> tuple[str, str]:
-    """Register a skull-stripped image to the template and compose the transforms.
+    """Register a skull-stripped image to the template in one ANTs call and compose.
 
     Parameters
     ----------
     brain : ants.ANTsImage
-        Skull-stripped moving image (any resolution; ~2 mm is fast).
+        Skull-stripped moving image.
     template_brain : ants.ANTsImage
         Skull-stripped template (fixed).
     out_prefix : str
@@ -59,18 +188,9 @@ def register_brain_to_template(
     inverse : str
         Displacement field template -> T1w on the grid of ``brain``.
     """
-    reg = ants.registration(template_brain, brain, type_of_transform=transform,
-                            initial_transform=initial_xfm, outprefix=f"{out_prefix}reg_",
-                            random_seed=seed)
-    forward = ants.apply_transforms(template_brain, brain, reg["fwdtransforms"],
-                                    compose=f"{out_prefix}fwd_")
-    invert = [t.endswith(".mat") for t in reg["invtransforms"]]
-    inverse = ants.apply_transforms(brain, template_brain, reg["invtransforms"],
-                                    whichtoinvert=invert, compose=f"{out_prefix}inv_")
-    out_fwd, out_inv = f"{out_prefix}forward_xfm.nii.gz", f"{out_prefix}inverse_xfm.nii.gz"
-    shutil.move(forward, out_fwd)
-    shutil.move(inverse, out_inv)
-    return out_fwd, out_inv
+    reg = ants_registration(template_brain, brain, seed, type_of_transform=transform,
+                            initial_transform=initial_xfm, outprefix=f"{out_prefix}reg_")
+    return compose_transforms(reg, brain, template_brain, brain, out_prefix)
 
 
 def apply_displacement(
@@ -127,28 +247,73 @@ def downsample(img: ants.ANTsImage, resolution: float = 2.0) -> ants.ANTsImage:
     return resample_to_resolution(img, resolution)
 
 
-def normalize_head_to_template(t1w: nib.spatialimages.SpatialImage, out_prefix: str,
-                               seed: int = 0) -> tuple[str, str]:
-    """Normalize a bias-corrected full-head T1w to the template (rigid, brain mask, SyN).
+def _masked(img: ants.ANTsImage, mask: np.ndarray) -> ants.ANTsImage:
+    return img * ants.from_numpy(mask.astype(np.float32), origin=img.origin,
+                                 spacing=img.spacing, direction=img.direction)
+
+
+def normalize_to_template(
+    t1w: nib.spatialimages.SpatialImage,
+    template: TemplateImages,
+    template_fine: TemplateImages,
+    out_prefix: str,
+    seed: int = 0,
+    skull_stripped: bool = False,
+    syn_iterations: tuple[int, ...] = SYN_ITERATIONS,
+) -> Normalization:
+    """Normalize a bias-corrected T1w (with or without skull) to the template.
 
     Parameters
     ----------
     t1w : nibabel image
-        Bias-corrected T1w (native grid, with or without skull).
+        Bias-corrected T1w (native grid).
+    template : TemplateImages
+        Template at :data:`AFFINE_RESOLUTION_MM` (rigid and affine stages, field grids).
+    template_fine : TemplateImages
+        Template at :data:`SYN_RESOLUTION_MM` (SyN).
     out_prefix : str
         Prefix for the intermediate and output transform files.
     seed : int
         Random seed of ANTs' metric sampling.
+    skull_stripped : bool
+        Whether ``t1w`` is already skull-stripped (no extraction is run).
+    syn_iterations : tuple of int
+        SyN iterations per level; the last level runs at the template_fine resolution.
 
     Returns
     -------
-    forward, inverse : str
-        Composed displacement fields (see :func:`register_brain_to_template`).
+    Normalization
+        Composed displacement fields and the affine stage's transform.
     """
-    low = downsample(to_ants(t1w), 2.0)
-    rigid = rigid_head_alignment(low, out_prefix, seed=seed)
-    brain_mask = initial_brain_mask(low, rigid).astype(np.float32)
-    brain = low * ants.from_numpy(brain_mask, origin=low.origin, spacing=low.spacing,
-                                  direction=low.direction)
-    return register_brain_to_template(brain, to_ants(get_template(2)), out_prefix,
-                                      initial_xfm=rigid, seed=seed)
+    native = to_ants(t1w)
+    low = downsample(native, AFFINE_RESOLUTION_MM)
+    if skull_stripped:
+        inside = stripped_brain_mask(to_nibabel(low))
+        shift = mask_centroid(inside, to_nibabel(low).affine) - mask_centroid(
+            np.asarray(template.mask.dataobj) > 0, template.mask.affine)
+        initial = write_translation(shift, f"{out_prefix}init.mat")
+    else:
+        initial = rigid_head_alignment(low, template, out_prefix, seed=seed)
+        inside = initial_brain_mask(low, initial, template)
+    brain_low = _masked(low, inside)
+    fixed = to_ants(template.t1w)
+    affine = ants_registration(fixed, brain_low, seed,
+                               type_of_transform="antsRegistrationSyNQuick[a]",
+                               initial_transform=initial, outprefix=f"{out_prefix}affine_")
+    affine_xfm = f"{out_prefix}affine.mat"
+    shutil.copyfile(affine["fwdtransforms"][0], affine_xfm)
+    moving = downsample(native, SYN_RESOLUTION_MM)
+    if skull_stripped:
+        brain = moving  # the background is already empty
+    else:
+        carried = ants.resample_image_to_target(
+            ants.from_numpy(inside.astype(np.float32), origin=low.origin, spacing=low.spacing,
+                            direction=low.direction), moving, interp_type="linear")
+        brain = _masked(moving, carried.numpy() > 0.5)
+    syn_fixed = crop_to_mask(template_fine.t1w, template_fine.mask, SYN_CROP_MARGIN_MM)
+    syn = ants_registration(to_ants(syn_fixed), brain, seed,
+                            type_of_transform="SyNOnly", initial_transform=affine_xfm,
+                            reg_iterations=tuple(syn_iterations),
+                            outprefix=f"{out_prefix}syn_")
+    forward, inverse = compose_transforms(syn, brain, fixed, brain_low, out_prefix)
+    return Normalization(forward=forward, inverse=inverse, affine=affine_xfm)

@@ -1,7 +1,7 @@
 """Native-space tissue segmentation: template priors warped to the T1w, EM, brain mask refinement.
 
 This step stands above :mod:`workflows.anat.segmentation` (the mixture model), brain
-extraction and normalization, which it combines.
+extraction and normalization, which it combines. Templates are arguments.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from brainscale.resources import get_template_probseg
-from workflows.anat.brain_extraction import refine_brain_mask, template_brain_mask
+from workflows.anat.brain_extraction import refine_brain_mask, stripped_brain_mask
+from workflows.anat.images import TemplateImages
 from workflows.anat.normalization import apply_displacement
 from workflows.anat.segmentation import (
     TISSUE_MIXTURES,
@@ -20,9 +20,13 @@ from workflows.anat.segmentation import (
     classify_tissues,
 )
 
+PRIOR_REGION_MARGIN_MM = 4.0
+"""Margin (mm) around the warped template brain in which voxels are classified."""
+
 
 def segment_with_template_priors(
-    t1w: nib.spatialimages.SpatialImage, inverse_xfm: str, n_iter: int = 15
+    t1w: nib.spatialimages.SpatialImage, inverse_xfm: str, template: TemplateImages,
+    n_iter: int = 15, skull_stripped: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Segment a bias-corrected T1w with template priors carried into its space.
 
@@ -32,8 +36,13 @@ def segment_with_template_priors(
         Bias-corrected T1w (native grid).
     inverse_xfm : str
         Template -> T1w displacement field.
+    template : TemplateImages
+        Template whose priors are carried (1 mm for images finer than 1.5 mm).
     n_iter : int
         EM iterations.
+    skull_stripped : bool
+        Whether the input was skull-stripped: the brain mask then stays inside the
+        non-background region the providers left.
 
     Returns
     -------
@@ -42,12 +51,17 @@ def segment_with_template_priors(
     mask : numpy.ndarray
         Boolean brain mask (see :func:`workflows.anat.brain_extraction.refine_brain_mask`).
     """
-    res = 1 if min(t1w.header.get_zooms()[:3]) < 1.5 else 2
-    warped_mask = apply_displacement(template_brain_mask(res), t1w, inverse_xfm).get_fdata(
+    warped_mask = apply_displacement(template.brain_mask, t1w, inverse_xfm).get_fdata(
         dtype=np.float32)
-    region = ndimage.binary_dilation(warped_mask > 0.05, iterations=2)
+    zooms = np.linalg.norm(t1w.affine[:3, :3], axis=0)
+    radius = np.maximum(np.round(PRIOR_REGION_MARGIN_MM / zooms), 1).astype(int)
+    region = ndimage.maximum_filter(warped_mask > 0.05, size=tuple(2 * radius + 1))
+    if skull_stripped:
+        provided = stripped_brain_mask(t1w)
+        region &= provided
+        warped_mask = warped_mask * provided
     priors = np.stack([
-        apply_displacement(get_template_probseg(label, res), t1w, inverse_xfm).get_fdata(
+        apply_displacement(template.probseg(label), t1w, inverse_xfm).get_fdata(
             dtype=np.float32) for label in TISSUES])
     brain_prior = np.clip(warped_mask, 0, 1)
     # sulcal and ventricular CSF: the template's CSF map, at least the mask's non-GM/WM part

@@ -21,6 +21,7 @@ from workflows.anat.interfaces import (
     SegmentationFigure,
     SegmentTissues,
 )
+from workflows.qc_interfaces import T1wIQMs
 
 OUTPUT_FIELDS = ["t1w_preproc", "t1w_mask", "t1w_dseg", "t1w_tpms", "anat2std_xfm",
                  "std2anat_xfm", "std_t1w", "atlas_native"]
@@ -32,11 +33,13 @@ def _pick(items, index):
 
 def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
                  omp_nthreads: int = 1, seed: int = 0, template_resolution: int = 1,
-                 thickness_method: str = "laplace", name: str = "anat_wf") -> pe.Workflow:
+                 thickness_method: str = "laplace", skull_stripped: bool | None = None,
+                 name: str = "anat_wf") -> pe.Workflow:
     """Build the anatomical workflow of one participant.
 
-    N4 bias correction, brain extraction and affine+SyN normalization to the
-    embedded MNI152 2009a template (antspyx), template-prior tissue segmentation with
+    N4 bias correction, brain extraction (none for a pre-stripped input) and
+    affine + SyN normalization (finest level 1 mm) to the embedded MNI152 2009a
+    template (antspyx), eTIV from the affine, template-prior tissue segmentation with
     partial-volume classes, cortical thickness (Laplace streamlines by default),
     atlases warped to native space, morphometry tables and report figures; every
     result is written with ``ds_*`` DerivativesDataSink nodes.
@@ -57,6 +60,11 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
         Resolution (mm) of the ``space-MNI152NLin2009aSym`` T1w output.
     thickness_method : {"laplace", "direct"}
         Cortical thickness method (see :data:`workflows.anat.thickness.THICKNESS_METHODS`).
+    skull_stripped : bool, optional
+        Whether the T1w is already skull-stripped; ``None``: the sidecar's
+        ``SkullStripped`` field, else detected from the image
+        (:func:`workflows.anat.brain_extraction.skull_stripped_status`). A stripped
+        input gets no brain extraction.
     name : str
         Workflow name.
 
@@ -72,7 +80,8 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
     inputnode.inputs.t1w_files = list(t1w_files)
     outputnode = pe.Node(niu.IdentityInterface(fields=OUTPUT_FIELDS), name="outputnode")
 
-    conform = pe.Node(ConformT1w(), name="conform")
+    conform = pe.Node(ConformT1w(skull_stripped={None: "auto", True: "yes", False: "no"}[
+        skull_stripped]), name="conform")
     bias_correct = pe.Node(BiasFieldCorrection(), name="bias_correct", n_procs=omp_nthreads)
     normalize = pe.Node(NormalizeToTemplate(seed=seed, template_resolution=template_resolution),
                         name="normalize", n_procs=omp_nthreads, mem_gb=3)
@@ -88,14 +97,14 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
     seg_figure = pe.Node(SegmentationFigure(), name="seg_figure")
     norm_figure = pe.Node(NormalizationFigure(template_resolution=template_resolution),
                           name="norm_figure")
+    t1w_iqms = pe.Node(T1wIQMs(), name="t1w_iqms", mem_gb=2)
 
     def sink(suffix, datatype="anat", extension=".nii.gz", **entities):
         return DerivativesDataSink(base_directory=str(output_dir), datatype=datatype,
                                    suffix=suffix, extension=extension, **entities)
 
     ds_t1w_preproc = pe.Node(sink("T1w", desc="preproc"), name="ds_t1w_preproc")
-    ds_t1w_mask = pe.Node(sink("mask", desc="brain", meta_dict={"Type": "Brain"}),
-                          name="ds_t1w_mask")
+    ds_t1w_mask = pe.Node(sink("mask", desc="brain"), name="ds_t1w_mask")
     ds_t1w_dseg = pe.Node(sink("dseg", meta_dict={"Labels": {"0": "BG", "1": "CSF", "2": "GM",
                                                              "3": "WM"}}), name="ds_t1w_dseg")
     ds_t1w_tpms = pe.MapNode(sink("probseg"), iterfield=["in_file", "label"], name="ds_t1w_tpms")
@@ -115,9 +124,7 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
     ds_regional_morph.inputs.atlas = list(atlases)
     ds_global_morph = pe.Node(sink("morph", extension=".tsv", desc="brain"),
                               name="ds_global_morph")
-    ds_seg_figure = pe.Node(sink("dseg", datatype="figures", extension=".svg",
-                                 meta_dict={"Caption": "Brain mask (red), GM/CSF (green) "
-                                            "and WM/GM (blue) boundaries over the T1w."}),
+    ds_seg_figure = pe.Node(sink("dseg", datatype="figures", extension=".svg"),
                             name="ds_seg_figure")
     ds_norm_figure = pe.Node(sink("T1w", datatype="figures", extension=".svg",
                                   space=TEMPLATE_SPACE,
@@ -129,7 +136,10 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
         (inputnode, conform, [("t1w_files", "t1w_files")]),
         (conform, bias_correct, [("out_file", "in_file")]),
         (bias_correct, normalize, [("out_file", "in_file")]),
+        (conform, normalize, [("skull_stripped", "skull_stripped")]),
         (bias_correct, segment, [("out_file", "in_file")]),
+        (conform, segment, [("skull_stripped", "skull_stripped")]),
+        (normalize, global_morph, [("affine_xfm", "affine_xfm")]),
         (normalize, segment, [("inverse_xfm", "inverse_xfm")]),
         (segment, thickness, [("dseg", "dseg"), ("tpms", "tpms")]),
         (normalize, thickness, [("inverse_xfm", "inverse_xfm")]),
@@ -165,5 +175,15 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
         (regional_morph, ds_regional_morph, [("meta", "meta_dict")]),
         (global_morph, ds_global_morph, [("meta", "meta_dict")]),
         (conform, ds_t1w_preproc, [("meta", "meta_dict")]),
+        (conform, ds_t1w_mask, [("mask_meta", "meta_dict")]),
+        (conform, ds_seg_figure, [("seg_figure_meta", "meta_dict")]),
+    ])
+    ds_t1w_iqms = pe.Node(sink("T1w", desc="iqms", extension=".json"), name="ds_t1w_iqms")
+    workflow.connect([  # image quality metrics (MRIQC names), workflows.anat.iqms
+        (conform, t1w_iqms, [("out_file", "raw_file"), ("source_file", "source_file")]),
+        (bias_correct, t1w_iqms, [("out_file", "corrected_file")]),
+        (segment, t1w_iqms, [("mask", "mask_file"), ("tpms", "tpm_files")]),
+        (t1w_iqms, ds_t1w_iqms, [("out_file", "in_file")]),
+        (conform, ds_t1w_iqms, [("source_file", "source_file")]),
     ])
     return workflow

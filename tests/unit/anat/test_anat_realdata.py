@@ -1,45 +1,86 @@
-"""The anatomical workflow on the real T1w images of ds-real-mini (slow)."""
+"""The anatomical workflow on every real T1w in ../shared/data (slow).
+
+ds-real-mini sub-01 (0.7 mm) and sub-02 (2 mm) are full heads; ds002748-mini sub-20,
+sub-45 and sub-70 (0.87 x 0.87 x 1 mm) were skull-stripped by their providers.
+"""
 
 import json
 
 import nibabel as nib
+import numpy as np
 import pandas as pd
 import pytest
 
-from brainscale.resources import get_template
-from workflows.anat.brain_extraction import template_brain_mask
+from workflows.anat.interfaces import embedded_template
 from workflows.anat.normalization import apply_displacement
 from workflows.anat.workflow import init_anat_wf
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
-ADULT_RANGES_CM3 = {  # generous adult ranges (e.g. Ruigrok 2014; Peters 1998)
-    "tiv_mm3": (1100, 2000),
+ADULT_RANGES_CM3 = {
+    # eTIV and manual TIV of adults, 18-95 y: about 1100-2000 cm3 (Buckner et al. 2004)
+    "etiv_mm3": (1100, 2000),
+    # GM 450-1000 and WM 350-850 cm3 (e.g. Ruigrok et al. 2014; Peters et al. 1998)
     "gm_volume_mm3": (450, 1000),
     "wm_volume_mm3": (350, 850),
+    # brain mask: brain + ventricles (+ sulcal/outer CSF for full heads)
+    "brain_mask_volume_mm3": (900, 2000),
 }
+CASES = [("ds-real-mini", "02", False), ("ds-real-mini", "01", False),
+         ("ds002748-mini", "20", True), ("ds002748-mini", "45", True),
+         ("ds002748-mini", "70", True)]
 
 
-@pytest.fixture(scope="module", params=["02", "01"])
-def anat_outputs(request, ds_real_mini, tmp_path_factory):
-    sub = request.param
+@pytest.fixture(scope="module", params=CASES, ids=[f"{d}-sub-{s}" for d, s, _ in CASES])
+def anat_outputs(request, shared_data, tmp_path_factory):
+    dataset, sub, stripped = request.param
+    t1w = shared_data / dataset / f"sub-{sub}" / "anat" / f"sub-{sub}_T1w.nii.gz"
+    if not t1w.is_file():
+        pytest.skip(f"{t1w} not found")
     tmp = tmp_path_factory.mktemp(f"anat{sub}")
-    t1w = ds_real_mini / f"sub-{sub}" / "anat" / f"sub-{sub}_T1w.nii.gz"
     wf = init_anat_wf(t1w_files=[str(t1w)], output_dir=str(tmp / "out"),
-                      atlases=["DesikanKilliany"], template_resolution=2)
+                      atlases=["DesikanKilliany"], template_resolution=1)
     wf.base_dir = str(tmp / "work")
     wf.run(plugin="Linear")
-    return sub, tmp / "out" / f"sub-{sub}" / "anat"
+    return sub, stripped, tmp / "out" / f"sub-{sub}" / "anat"
 
 
 def test_volumes_fall_in_adult_ranges(anat_outputs):
-    sub, anat = anat_outputs
+    sub, _, anat = anat_outputs
     table = pd.read_csv(anat / f"sub-{sub}_desc-brain_morph.tsv", sep="\t").iloc[0]
+    print({k: round(table[k] / 1000) for k in ADULT_RANGES_CM3})
     for column, (low, high) in ADULT_RANGES_CM3.items():
         assert low <= table[column] / 1000 <= high, (column, table[column])
+    # the intracranial volume holds the brain parenchyma
+    assert table["gm_volume_mm3"] + table["wm_volume_mm3"] < table["etiv_mm3"]
     regional = pd.read_csv(anat / f"sub-{sub}_atlas-DesikanKilliany_morph.tsv", sep="\t")
     assert list(regional.columns[:2]) == ["index", "name"]
     assert regional["gm_volume_mm3"].sum() < table["gm_volume_mm3"]
+
+
+def test_skull_stripped_inputs_are_recognised_and_said_so(anat_outputs):
+    sub, stripped, anat = anat_outputs
+    preproc = json.loads((anat / f"sub-{sub}_desc-preproc_T1w.json").read_text())
+    assert preproc["SkullStripped"] is stripped, preproc["SkullStrippedEvidence"]
+    mask = json.loads((anat / f"sub-{sub}_desc-brain_mask.json").read_text())
+    assert mask["SkullStrippedInput"] is stripped
+    assert ("none: the input was skull-stripped" in mask["BrainExtraction"]) is stripped
+    caption = json.loads((anat.parent / "figures" / f"sub-{sub}_dseg.json").read_text())
+    assert ("already skull-stripped" in caption["Caption"]) is stripped
+
+
+def test_mni_space_t1w_matches_the_template(anat_outputs):
+    """r >= 0.85 inside the template brain mask at 1 mm (issue 12; 0.65 with SyN at 2 mm)."""
+    sub, _, anat = anat_outputs
+    template = embedded_template(1)
+    std = nib.load(anat / f"sub-{sub}_space-MNI152NLin2009aSym_res-1_desc-preproc_T1w.nii.gz")
+    inside = np.asarray(template.brain_mask.dataobj) > 0
+    r = np.corrcoef(std.get_fdata()[inside], template.t1w.get_fdata()[inside])[0, 1]
+    print(f"sub-{sub}: r(MNI-space T1w, template) = {r:.3f}")
+    if sub == "02":  # 2 mm image: SyN stops at 2 mm
+        assert r >= 0.75
+    else:
+        assert r >= 0.85
 
 
 def test_thickness_follows_known_cortical_anatomy(anat_outputs):
@@ -48,7 +89,7 @@ def test_thickness_follows_known_cortical_anatomy(anat_outputs):
     The ordering is the one of post-mortem and MRI studies (von Economo 1925; Fischl &
     Dale 2000). It needs ~1 mm images: at 2 mm the sidecar must warn instead.
     """
-    sub, anat = anat_outputs
+    sub, _, anat = anat_outputs
     sidecar = json.loads((anat / f"sub-{sub}_desc-thickness_morph.json").read_text())
     if sub == "02":
         assert "overestimated" in sidecar["Warning"]
@@ -71,11 +112,12 @@ def test_thickness_follows_known_cortical_anatomy(anat_outputs):
 
 
 def test_native_brain_mask_maps_onto_the_template_mask(anat_outputs):
-    sub, anat = anat_outputs
+    sub, _, anat = anat_outputs
+    template = embedded_template(2)
     mask = nib.load(anat / f"sub-{sub}_desc-brain_mask.nii.gz")
     fwd = anat / f"sub-{sub}_from-T1w_to-MNI152NLin2009aSym_mode-image_xfm.nii.gz"
-    warped = apply_displacement(mask, get_template(2), str(fwd)).get_fdata() > 0.5
-    truth = template_brain_mask(2).get_fdata() > 0
+    warped = apply_displacement(mask, template.t1w, str(fwd)).get_fdata() > 0.5
+    truth = np.asarray(template.brain_mask.dataobj) > 0
     dice = 2 * (warped & truth).sum() / (warped.sum() + truth.sum())
     print(f"sub-{sub} Dice(warped mask, template mask) = {dice:.3f}")
     assert dice >= 0.95

@@ -1,4 +1,7 @@
-"""Registration brings an image deformed by a known affine back onto the template."""
+"""Registration brings an image deformed by a known affine back onto the template.
+
+Also: the same seed gives bit-identical fields, eTIV follows a known scaling.
+"""
 
 import ants
 import nibabel as nib
@@ -6,11 +9,14 @@ import nibabel.processing
 import numpy as np
 import pytest
 
-from brainscale.resources import get_template, get_template_mask
-from workflows.anat.images import to_ants, to_nibabel
+from brainscale.resources import get_template, get_template_mask, get_template_probseg
+from workflows.anat.images import TemplateImages, to_ants, to_nibabel
 from workflows.anat.normalization import (
+    affine_matrix,
     apply_displacement,
     displacement_ras,
+    estimated_intracranial_volume,
+    normalize_to_template,
     register_brain_to_template,
 )
 
@@ -71,23 +77,70 @@ def test_warped_brain_mask_overlaps_the_template_mask(registered):
     assert dice >= 0.95
 
 
+def _template_images(resolution: float) -> TemplateImages:
+    """The embedded template and priors resampled to ``resolution`` mm (cheap tests)."""
+    def coarse(img):
+        return to_nibabel(ants.resample_image(to_ants(img), (resolution,) * 3, False, 0))
+
+    mask = coarse(get_template_mask(2))
+    mask = nib.Nifti1Image((mask.get_fdata() > 0.5).astype(np.uint8), mask.affine)
+    return TemplateImages(t1w=coarse(get_template(2)), gm=coarse(get_template_probseg("GM", 2)),
+                          wm=coarse(get_template_probseg("WM", 2)),
+                          csf=coarse(get_template_probseg("CSF", 2)), mask=mask)
+
+
+def test_registration_is_bit_identical_for_the_same_seed(registered, tmp_path):
+    """ANTsPy drops a ``random_seed`` keyword; the seeded call makes runs reproducible."""
+    template, subject, _, fwd, inv = registered
+    again = register_brain_to_template(to_ants(subject), to_ants(template), f"{tmp_path}/t_",
+                                       seed=1)
+    for first, second in zip((fwd, inv), again, strict=True):
+        assert np.array_equal(np.asarray(nib.load(first).dataobj),
+                              np.asarray(nib.load(second).dataobj))
+
+
+def test_etiv_scales_with_the_determinant_of_a_known_affine(tmp_path):
+    """eTIV (Buckner et al. 2004): |det A| x template ICV, for a brain of known size.
+
+    The subject is the template brain stored with 8 % larger voxels (every length
+    x1.08, every volume x1.08^3 = 1.26): its eTIV must be 1.26 template ICVs (within
+    3 %), the same with a padded field of view (within 1 %).
+    """
+    template = _template_images(3.0)
+    icv = template.intracranial_volume_mm3
+    results = {}
+    for name, scale, pad in (("scaled", 1.08, 0), ("padded", 1.08, 6)):
+        data = template.t1w.get_fdata(dtype=np.float32)
+        data = np.pad(data, pad)
+        affine = template.t1w.affine.copy()
+        affine[:3, :3] *= scale
+        affine[:3, 3] -= affine[:3, :3] @ np.full(3, pad)
+        subject = nib.Nifti1Image(data * 1000, affine)
+        norm = normalize_to_template(subject, template, template, f"{tmp_path}/{name}_",
+                                     seed=0, skull_stripped=True, syn_iterations=(20, 10, 0))
+        results[name] = estimated_intracranial_volume(norm.affine, icv)
+    print({k: round(v / icv, 4) for k, v in results.items()})
+    assert results["scaled"] / icv == pytest.approx(1.08**3, rel=0.03)
+    assert results["padded"] == pytest.approx(results["scaled"], rel=0.01)
+
+
 @pytest.mark.slow
 def test_full_head_normalization_recovers_a_known_affine(tmp_path):
     """Rigid head alignment + brain extraction + SyN on a synthetic head (pseudo-head)."""
     from scipy import ndimage
 
     from workflows.anat.brain_extraction import pseudo_head_template
-    from workflows.anat.normalization import normalize_head_to_template
 
-    head = pseudo_head_template(2)
+    template = _template_images(2.0)
+    head = pseudo_head_template(template)
     truth = _known_affine()
     subj_affine = head.affine.copy()
     to_tpl_vox = np.linalg.inv(head.affine) @ np.linalg.inv(truth) @ subj_affine
     data = ndimage.affine_transform(head.get_fdata(), to_tpl_vox, order=1) * 1000
     subject = nib.Nifti1Image(data.astype(np.float32), subj_affine)
     subject.header.set_xyzt_units("mm")
-    fwd, _ = normalize_head_to_template(subject, f"{tmp_path}/h_", seed=1)
-    vec, affine = displacement_ras(fwd)
+    norm = normalize_to_template(subject, template, template, f"{tmp_path}/h_", seed=1)
+    vec, affine = displacement_ras(norm.forward)
     mask = nib.processing.resample_from_to(get_template_mask(2), (vec.shape[:3], affine),
                                            order=0).get_fdata() > 0
     xyz = np.indices(vec.shape[:3]).reshape(3, -1).T @ affine[:3, :3].T + affine[:3, 3]
@@ -95,3 +148,5 @@ def test_full_head_normalization_recovers_a_known_affine(tmp_path):
                            axis=1)[mask.ravel()]
     print(f"full-head residual error: mean {error.mean():.2f} mm")
     assert error.mean() < 2.0
+    assert abs(np.linalg.det(affine_matrix(norm.affine))) == pytest.approx(
+        abs(np.linalg.det(truth[:3, :3])), rel=0.03)

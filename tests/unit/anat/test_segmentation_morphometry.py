@@ -62,16 +62,20 @@ def test_mixed_classes_estimate_partial_volume_fractions_on_boundaries():
     assert errors["mixed"] < 0.15 < errors["pure"]
 
 
-def test_tiv_scales_with_the_cube_of_a_linear_head_scaling():
+def test_mask_volume_scales_with_the_cube_of_a_linear_head_scaling():
     voxel = 0.5
     vols = []
     for scale in (1.0, 1.1):
         labels = _spheres((80, 80, 80), scale, voxel)
         tpms = np.stack([(labels == k).astype(np.float32) for k in (1, 2, 3)])
-        vols.append(global_measures(tpms, labels > 0, np.zeros(labels.shape), voxel**3))
-    ratio = vols[1]["tiv_mm3"] / vols[0]["tiv_mm3"]
+        vols.append(global_measures(tpms, labels > 0, np.zeros(labels.shape), voxel**3,
+                                    etiv_mm3=1.5e6 * scale**3))
+    ratio = vols[1]["brain_mask_volume_mm3"] / vols[0]["brain_mask_volume_mm3"]
     assert ratio == pytest.approx(1.1**3, rel=0.02)  # +33 %
-    assert vols[0]["tiv_mm3"] == pytest.approx(4 / 3 * np.pi * 13**3, rel=0.02)
+    assert vols[0]["brain_mask_volume_mm3"] == pytest.approx(4 / 3 * np.pi * 13**3, rel=0.02)
+    assert vols[0]["gm_volume_mm3"] == pytest.approx(4 / 3 * np.pi * (11**3 - 8**3), rel=0.03)
+    assert vols[1]["etiv_mm3"] == pytest.approx(1.5e6 * 1.331)  # passed through as is
+    assert vols[0]["tiv_mm3"] == vols[0]["brain_mask_volume_mm3"]  # deprecated alias
 
 
 def test_regional_volume_thickness_and_area_of_a_shell():
