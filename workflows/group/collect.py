@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -257,35 +259,57 @@ def _collect_connectomes(modality: str, files) -> dict[str, Connectomes]:
             meta[name] = ent
     collected = {}
     for name, by_subject in sorted(grouped.items()):
-        keys = sorted(by_subject)
-        reference = by_subject[keys[0]][0]
-        regions, _ = read_connectome(reference)
-        n_regions = len(regions)
-        rows, cols = np.triu_indices(n_regions, k=1)
-        edges = np.empty((len(keys), len(rows)), dtype=np.float32)
-        diagonals = np.empty((len(keys), n_regions), dtype=np.float32)
-        for row, key in enumerate(keys):
-            total = np.zeros((n_regions, n_regions), dtype=np.float64)
-            for path in by_subject[key]:
-                these, matrix = read_connectome(path)
-                if these != regions:
-                    raise InputDataError(f"{path}: regions differ from {reference}")
-                total += matrix
-            total /= len(by_subject[key])
-            edges[row], diagonals[row] = total[rows, cols], np.diagonal(total)
-        subjects = pd.DataFrame(keys, columns=KEY_COLUMNS)
-        subjects["n_runs"] = [len(by_subject[k]) for k in keys]
-        collected[name] = Connectomes(
-            name,
-            modality,
-            meta[name]["atlas"],
-            meta[name]["meas"],
-            subjects,
-            regions,
-            edges,
-            diagonals,
+        matrices = {
+            key: [partial(_read_named, path) for path in paths]
+            for key, paths in by_subject.items()
+        }
+        collected[name] = connectomes_from_matrices(
+            name, modality, meta[name]["atlas"], meta[name]["meas"], matrices
         )
     return collected
+
+
+def _read_named(path: Path) -> tuple[Path, list[str], np.ndarray]:
+    return (path, *read_connectome(path))
+
+
+def connectomes_from_matrices(
+    name: str,
+    modality: str,
+    atlas: str,
+    meas: str,
+    matrices: dict[tuple[str, str], list[Callable[[], tuple[str, list[str], np.ndarray]]]],
+) -> Connectomes:
+    """Build :class:`Connectomes` from ``{(participant_id, session_id): [reader, ...]}``.
+
+    Each reader returns ``(source, regions, matrix)`` when called, so that only one
+    matrix is in memory at a time (10,000 x 400-region float64 matrices would take
+    12.8 GB). Several matrices of one key (runs) are averaged. Every matrix must have
+    the regions of the first one, in the same order.
+
+    Raises
+    ------
+    InputDataError
+        When a participant's regions differ from the others'.
+    """
+    keys = sorted(matrices)
+    reference, regions, _ = matrices[keys[0]][0]()
+    n_regions = len(regions)
+    rows, cols = np.triu_indices(n_regions, k=1)
+    edges = np.empty((len(keys), len(rows)), dtype=np.float32)
+    diagonals = np.empty((len(keys), n_regions), dtype=np.float32)
+    for row, key in enumerate(keys):
+        total = np.zeros((n_regions, n_regions), dtype=np.float64)
+        for reader in matrices[key]:
+            source, these, matrix = reader()
+            if list(these) != list(regions):
+                raise InputDataError(f"{source}: regions differ from {reference}")
+            total += matrix
+        total /= len(matrices[key])
+        edges[row], diagonals[row] = total[rows, cols], np.diagonal(total)
+    subjects = pd.DataFrame(keys, columns=KEY_COLUMNS)
+    subjects["n_runs"] = [len(matrices[k]) for k in keys]
+    return Connectomes(name, modality, atlas, meas, subjects, list(regions), edges, diagonals)
 
 
 def _collect_qc(files) -> pd.DataFrame:
