@@ -28,7 +28,8 @@ def test_every_derivative_is_written_by_a_ds_node(anat_wf):
     sinks = {n for n in anat_wf.list_node_names() if n.startswith("ds_")}
     assert sinks == {"ds_t1w_preproc", "ds_t1w_mask", "ds_t1w_dseg", "ds_t1w_tpms",
                      "ds_std_t1w", "ds_anat2std_xfm", "ds_std2anat_xfm", "ds_thickness",
-                     "ds_regional_morph", "ds_global_morph", "ds_seg_figure", "ds_norm_figure"}
+                     "ds_regional_morph", "ds_global_morph", "ds_seg_figure", "ds_norm_figure",
+                     "ds_t1w_iqms"}
     assert anat_wf.get_node("ds_regional_morph").inputs.atlas == ["DesikanKilliany", "AAL"]
     assert anat_wf.get_node("atlas_to_native").inputs.atlas == ["DesikanKilliany", "AAL"]
     fwd = anat_wf.get_node("ds_anat2std_xfm").inputs

@@ -22,6 +22,7 @@ from workflows.dwi.interfaces import (
     TemplateAtlasResources,
 )
 from workflows.dwi.tractography_interfaces import BuildConnectomes, DWIReportFigures, Tractography
+from workflows.qc_interfaces import DwiIQMs
 
 INPUT_FIELDS = ["t1w_preproc", "t1w_mask", "t1w_dseg", "t1w_tpms", "anat2std_xfm", "std2anat_xfm"]
 OUTPUT_FIELDS = [
@@ -196,6 +197,22 @@ def init_dwi_wf(
             (connectomes, outputnode, [("relmat_files", "relmats")]),
         ])
         # fmt: on
+    dwi_iqms = pe.Node(DwiIQMs(source_file=source_file), name="dwi_iqms", mem_gb=2)
+    ds_dwi_iqms = pe.Node(DerivativesDataSink(base_directory=str(output_dir),
+                                              source_file=source_file, datatype="dwi",
+                                              suffix="dwi", desc="iqms", extension=".json"),
+                          name="ds_dwi_iqms")
+    workflow.connect([  # image quality metrics and dropouts, workflows.dwi.iqms
+        (sdc, dwi_iqms, [("out_file", "raw_file"), ("out_bval", "raw_bval_file"),
+                         ("out_bvec", "raw_bvec_file")]),
+        (hmc, dwi_iqms, [("out_bval", "bval_file"), ("out_bvec", "bvec_file"),
+                         ("motion_file", "motion_file")]),
+        (dwi_reference, dwi_iqms, [("out_file", "in_file"), ("mask_file", "mask_file")]),
+        (tensor, dwi_iqms, [("map_files", "map_files")]),
+        (dwi_iqms, ds_dwi_iqms, [("out_file", "in_file")]),
+    ])
+    if has_anat:
+        workflow.connect(register, "tpms_dwi", dwi_iqms, "tpm_files")
     _connect_writers(workflow, output_dir=str(output_dir), source_file=source_file,
                      denoise_method=denoise_method,
                      nodes={"sdc": sdc, "hmc": hmc, "dwi_reference": dwi_reference,

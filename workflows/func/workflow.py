@@ -18,6 +18,7 @@ from workflows.derivatives_sink import DerivativesDataSink
 from workflows.func import interfaces as fi
 from workflows.func.denoise import DEFAULT_DENOISE_STRATEGY, parse_strategy
 from workflows.func.sdc import total_readout_time
+from workflows.qc_interfaces import BoldIQMs
 
 INPUT_FIELDS = ("t1w_preproc", "t1w_mask", "t1w_dseg", "t1w_tpms", "anat2std_xfm",
                 "std2anat_xfm")
@@ -249,6 +250,7 @@ def init_func_wf(
             (resample_std, coregistration_plot, [("boldref_file", "boldref_file")]),
         ])
 
+    _connect_iqms(workflow, bold_file=bold_file, output_dir=output_dir, has_anat=has_anat)
     _connect_writers(workflow, bold_file=bold_file, output_dir=output_dir, atlases=atlases,
                      has_anat=has_anat, bold_meta=bold_meta, strategy=denoise_strategy)
     if events_file:
@@ -348,6 +350,21 @@ def _connect_writers(workflow, *, bold_file, output_dir, atlases, has_anat, bold
             (resample_t1w, ds_boldref_t1w, [("boldref_file", "in_file")]),
             (coregister, ds_bold2t1w_xfm, [("itk_transform_file", "in_file")]),
         ])
+
+
+def _connect_iqms(workflow, *, bold_file, output_dir, has_anat):
+    """Add the image quality metrics of the run (:mod:`workflows.func.iqms`) and their writer."""
+    bold_iqms = pe.Node(BoldIQMs(bold_file=bold_file), name="bold_iqms", mem_gb=2.0)
+    ds_bold_iqms = _sink(output_dir, bold_file, "ds_bold_iqms", datatype="func", desc="iqms",
+                         suffix="bold", extension=".json")
+    series = workflow.get_node("resample_t1w" if has_anat else "resample_std")
+    workflow.connect([
+        (workflow.get_node("bold_reference"), bold_iqms, [
+            ("bold_mask_file", "boldref_mask_file"), ("n_nonsteady", "n_nonsteady")]),
+        (series, bold_iqms, [("out_file", "series_file"), ("mask_file", "series_mask_file")]),
+        (workflow.get_node("confounds"), bold_iqms, [("confounds_file", "confounds_file")]),
+        (bold_iqms, ds_bold_iqms, [("out_file", "in_file")]),
+    ])
 
 
 def _connect_glm(workflow, *, bold_file, output_dir, events_file):
