@@ -22,7 +22,6 @@ from workflows.anat.interfaces import (
     SegmentTissues,
 )
 from workflows.qc_interfaces import T1wIQMs
-from workflows.qc_interfaces import T1wIQMs
 
 OUTPUT_FIELDS = ["t1w_preproc", "t1w_mask", "t1w_dseg", "t1w_tpms", "anat2std_xfm",
                  "std2anat_xfm", "std_t1w", "atlas_native"]
@@ -98,7 +97,6 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
     seg_figure = pe.Node(SegmentationFigure(), name="seg_figure")
     norm_figure = pe.Node(NormalizationFigure(template_resolution=template_resolution),
                           name="norm_figure")
-    t1w_iqms = pe.Node(T1wIQMs(), name="t1w_iqms", mem_gb=2)
     t1w_iqms = pe.Node(T1wIQMs(), name="t1w_iqms", mem_gb=2)
 
     def sink(suffix, datatype="anat", extension=".nii.gz", **entities):
@@ -179,14 +177,6 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
         (conform, ds_t1w_preproc, [("meta", "meta_dict")]),
         (conform, ds_t1w_mask, [("mask_meta", "meta_dict")]),
         (conform, ds_seg_figure, [("seg_figure_meta", "meta_dict")]),
-    ])
-    ds_t1w_iqms = pe.Node(sink("T1w", desc="iqms", extension=".json"), name="ds_t1w_iqms")
-    workflow.connect([  # image quality metrics (MRIQC names), workflows.anat.iqms
-        (conform, t1w_iqms, [("out_file", "raw_file"), ("source_file", "source_file")]),
-        (bias_correct, t1w_iqms, [("out_file", "corrected_file")]),
-        (segment, t1w_iqms, [("mask", "mask_file"), ("tpms", "tpm_files")]),
-        (t1w_iqms, ds_t1w_iqms, [("out_file", "in_file")]),
-        (conform, ds_t1w_iqms, [("source_file", "source_file")]),
     ])
     ds_t1w_iqms = pe.Node(sink("T1w", desc="iqms", extension=".json"), name="ds_t1w_iqms")
     workflow.connect([  # image quality metrics (MRIQC names), workflows.anat.iqms
