@@ -177,7 +177,6 @@ def _build_run_publish(config: Config, data, subject_work: Path, run_uuid: str,
         configure_workflow,
         plan_execution,
         run_workflow,
-        unfinished_nodes,
     )
     from workflows.participant import init_participant_wf
 
@@ -210,7 +209,7 @@ def _build_run_publish(config: Config, data, subject_work: Path, run_uuid: str,
             run_workflow(wf, execution, crash_dir)
         except WorkflowFailedError as err:
             failure = err
-    failed_names = _failed_parts(wf, plan.parts, subject_work, failure, unfinished_nodes)
+    failed_names = _failed_parts(plan.parts, failure, nipype.stop_on_first_crash)
     succeeded = [p for p in plan.parts if p.name not in failed_names]
     outcome.failed_parts = [p.label for p in plan.parts if p.name in failed_names]
     if failure is not None:
@@ -233,20 +232,25 @@ def _build_run_publish(config: Config, data, subject_work: Path, run_uuid: str,
                              else ExitCode.DATA_ERROR if data_only else ExitCode.FAILURE)
 
 
-def _failed_parts(wf, parts, subject_work: Path, failure, unfinished_nodes) -> set[str]:
-    """Names of the parts that cannot be published: failed, unfinished or fed by a failure."""
+def _failed_parts(parts, failure, stopped_early: bool) -> set[str]:
+    """Names of the parts that cannot be published: failed, or fed by a failed part.
+
+    Without ``--stop-on-first-crash`` Nipype runs every node it can, so a part without a
+    crashed node finished unless its anatomical input crashed; with it, nothing of a
+    failed graph is trusted.
+    """
     names = {p.name for p in parts}
+    if failure is None:
+        return set()
+    if stopped_early:
+        return names
     failed = set()
-    if failure is not None:
-        for node_failure in failure.failures:
-            pieces = node_failure.node.split(".")
-            part = pieces[1] if len(pieces) > 1 else None
-            if part not in names:
-                return names  # a failure outside any part (plugin, graph): nothing is safe
-            failed.add(part)
-    for part in parts:
-        if part.name not in failed and unfinished_nodes(wf, subject_work, part.name):
-            failed.add(part.name)
+    for node_failure in failure.failures:
+        pieces = node_failure.node.split(".")
+        part = pieces[1] if len(pieces) > 1 else None
+        if part not in names:
+            return names  # a failure outside any part (plugin, graph): nothing is safe
+        failed.add(part)
     anat = [p.name for p in parts if p.staging.name == "anat"]
     if anat and anat[0] in failed:
         failed |= {p.name for p in parts if p.needs_anat}

@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     except (RunInterrupted, KeyboardInterrupt) as err:
         signum = err.signum if isinstance(err, RunInterrupted) else signal.SIGINT
         stopped = stop_descendants()
+        # the pools of the killed workers report BrokenProcessPool from their threads
+        logging.getLogger("concurrent.futures").disabled = True
         if os.getpid() != main_process:  # a forked participant: the parent reports
             os._exit(128 + signum)
         print(f"brainscale: stopped by {signal.Signals(signum).name}"

@@ -125,6 +125,58 @@ def rigid_matrix(rotation_deg, translation_mm, scale: float = 1.0) -> np.ndarray
     return matrix
 
 
+MOTION_STEP_SD = (0.04, 0.04, 0.06, 0.04, 0.04, 0.04)
+"""Per-volume steps of the head-motion random walk: mm (x, y, z), then degrees."""
+MOTION_LIMIT = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+"""The walk is clipped to +-1 mm and +-1 degree: the motion of a compliant adult at rest
+(mean framewise displacement ~0.1-0.2 mm; Power et al. 2014, NeuroImage 84:320)."""
+
+
+def head_motion(rng: np.random.Generator, volumes: int) -> np.ndarray:
+    """Draw a realistic head-motion series: a slow random walk starting at zero.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Random source.
+    volumes : int
+        Number of volumes.
+
+    Returns
+    -------
+    numpy.ndarray of shape (volumes, 6)
+        ``trans_x, trans_y, trans_z`` (mm) and ``rot_x, rot_y, rot_z`` (radians), the
+        fMRIPrep convention; steps of :data:`MOTION_STEP_SD` (rotations drawn in degrees).
+    """
+    walk = np.cumsum(rng.normal(0, 1, (volumes, 6)) * MOTION_STEP_SD, axis=0)
+    walk = np.clip(walk - walk[0], -np.asarray(MOTION_LIMIT), MOTION_LIMIT)
+    return np.column_stack([walk[:, :3], np.deg2rad(walk[:, 3:])])
+
+
+def motion_matrix(params: np.ndarray, centre_mm: np.ndarray) -> np.ndarray:
+    """Return the world matrix of one motion sample, rotating about ``centre_mm``.
+
+    ``y = R (x - c) + c + t`` with ``R = Rz Ry Rx``: the convention in which head-motion
+    estimates are expressed (about the field-of-view centre), so truth and estimates
+    compare parameter by parameter.
+
+    Parameters
+    ----------
+    params : numpy.ndarray of shape (6,)
+        Translations (mm) and rotations (radians) about x, y, z.
+    centre_mm : numpy.ndarray of shape (3,)
+        Centre of rotation (world mm).
+
+    Returns
+    -------
+    numpy.ndarray
+        4x4 matrix.
+    """
+    matrix = rigid_matrix(np.rad2deg(params[3:]), params[:3])
+    matrix[:3, 3] += centre_mm - matrix[:3, :3] @ centre_mm
+    return matrix
+
+
 def las_grid(center_mm: np.ndarray, extent_mm: np.ndarray, voxel_mm: float):
     """Return the shape and LAS affine of a grid covering a box.
 
@@ -452,11 +504,8 @@ def _write_bold(root, truth, spec, rng, networks, matrix, scanner, common, truth
     signals = _bold_signals(rng, networks["network"].to_numpy(), spec.bold_volumes, coupling)
     lookup = np.zeros(int(networks["index"].max()) + 1, dtype=int) - 1
     lookup[networks["index"].to_numpy()] = np.arange(len(networks))
-    # Motion: a slow random walk, at most ~1 mm / 1 degree.
-    steps = rng.normal(0, 1, (spec.bold_volumes, 6)) * [0.05, 0.05, 0.08, 0.05, 0.05, 0.05]
-    motion = np.cumsum(steps, axis=0)
-    motion -= motion[0]
-    motion = np.clip(motion, -1.0, 1.0)
+    motion = head_motion(rng, spec.bold_volumes)
+    fov_centre = affine[:3, :3] @ ((np.array(shape) - 1) / 2.0) + affine[:3, 3]
     gm_tpl = resources.get_template_probseg("GM", 2)
     wm_tpl = resources.get_template_probseg("WM", 2)
     csf_tpl = resources.get_template_probseg("CSF", 2)
@@ -469,7 +518,7 @@ def _write_bold(root, truth, spec, rng, networks, matrix, scanner, common, truth
     region = lookup[np.clip(label_on_head.astype(int), 0, len(lookup) - 1)]
     bold = np.zeros(shape + (spec.bold_volumes,), dtype=np.float32)
     for t in range(spec.bold_volumes):
-        move = rigid_matrix(np.rad2deg(motion[t, 3:]), motion[t, :3])
+        move = motion_matrix(motion[t], fov_centre)
         signal_t = np.where(region >= 0, signals[t][np.maximum(region, 0)], 0.0)
         frame_tpl = baseline_tpl * (1 + 0.02 * signal_t * (np.asarray(gm_tpl.dataobj) > 0.2))
         # Volume t sees the head moved by `move` (in subject world space).
@@ -501,7 +550,9 @@ def _write_bold(root, truth, spec, rng, networks, matrix, scanner, common, truth
         truth_dir / f"{name}_regionsignals.tsv", sep="\t", index=False)
     write_json(truth_dir / f"{name}_truth.json", {
         "coupling_per_network": coupling.tolist(), "non_steady_state_volumes": 2,
-        "motion_units": "mm and radians (fMRIPrep convention)",
+        "motion_units": "mm and radians (fMRIPrep convention), about the centre of the BOLD "
+                        "field of view, relative to the first volume",
+        "motion_centre_mm": [float(v) for v in fov_centre],
     })
 
 

@@ -14,6 +14,8 @@ import ants
 import nibabel as nib
 import numpy as np
 
+from workflows.anat.images import ants_registration
+
 
 def _read(path: str | os.PathLike) -> ants.ANTsImage:
     """Read an image with ANTs (3D; the first volume of a 4D image)."""
@@ -24,7 +26,8 @@ def _read(path: str | os.PathLike) -> ants.ANTsImage:
 
 
 def register_dwi_to_anat(
-    b0_file: str, t1w_file: str, out_prefix: str, t1w_mask_file: str | None = None
+    b0_file: str, t1w_file: str, out_prefix: str, t1w_mask_file: str | None = None,
+    seed: int = 0,
 ) -> str:
     """Rigidly align the diffusion reference to the T1w (mutual information).
 
@@ -38,6 +41,8 @@ def register_dwi_to_anat(
         Prefix of the ANTs output files.
     t1w_mask_file : str, optional
         T1w brain mask restricting the metric.
+    seed : int
+        Seed of the metric sampling (same seed and thread count: identical result).
 
     Returns
     -------
@@ -49,9 +54,10 @@ def register_dwi_to_anat(
     fixed = _read(t1w_file)
     if t1w_mask_file:
         fixed = fixed * _read(t1w_mask_file)
-    reg = ants.registration(
-        fixed=fixed,
-        moving=_read(b0_file),
+    reg = ants_registration(  # seeded: ANTs otherwise seeds its sampling from the clock
+        fixed,
+        _read(b0_file),
+        seed,
         type_of_transform="Rigid",
         aff_metric="mattes",
         outprefix=out_prefix,
@@ -60,7 +66,8 @@ def register_dwi_to_anat(
 
 
 def register_dwi_to_template(
-    b0_file: str, mask_file: str, template_file: str, template_mask_file: str, out_prefix: str
+    b0_file: str, mask_file: str, template_file: str, template_mask_file: str, out_prefix: str,
+    seed: int = 0,
 ) -> tuple[list[str], list[str]]:
     """Align the skull-stripped diffusion reference directly to the template (no T1w).
 
@@ -75,6 +82,8 @@ def register_dwi_to_template(
         Template T1w and brain mask.
     out_prefix : str
         Prefix of the ANTs output files.
+    seed : int
+        Seed of the metric sampling (same seed and thread count: identical result).
 
     Returns
     -------
@@ -86,9 +95,10 @@ def register_dwi_to_template(
     """
     moving = _read(b0_file) * _read(mask_file)
     fixed = _read(template_file) * _read(template_mask_file)
-    reg = ants.registration(
-        fixed=fixed,
-        moving=moving,
+    reg = ants_registration(
+        fixed,
+        moving,
+        seed,
         type_of_transform="SyN",
         syn_metric="mattes",
         aff_metric="mattes",

@@ -9,6 +9,8 @@ import ants
 import nibabel as nib
 import numpy as np
 
+from workflows.anat.images import ants_registration
+
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
@@ -84,9 +86,11 @@ def register_boldref(
         mask = ants.resample_image_to_target(ants.image_read(str(fixed_mask_file)), fixed,
                                              interp_type="nearestNeighbor")
     with tempfile.TemporaryDirectory() as tmp:
-        result = ants.registration(
-            fixed=fixed,
-            moving=moving,
+        # ANTsPy ignores random_seed=: the helper sets the seed ANTs really reads
+        result = ants_registration(
+            fixed,
+            moving,
+            seed,
             type_of_transform=transform_type,
             mask=mask,
             aff_metric="mattes",
@@ -94,7 +98,6 @@ def register_boldref(
             aff_smoothing_sigmas=(2, 1, 0),
             aff_iterations=(500, 250, 50),
             outprefix=os.path.join(tmp, "coreg_"),
-            random_seed=seed,
         )
         transform = ants.read_transform(result["fwdtransforms"][0])
         ants.write_transform(transform, str(out_transform))

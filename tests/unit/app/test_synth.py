@@ -84,3 +84,43 @@ def test_dwi_tensor_fit_recovers_truth_with_fsl_bvecs(dataset):
     v1_voxel = v1_world[mask] @ np.linalg.inv(img.affine[:3, :3] / 3.0).T
     cosine = np.abs(np.sum(fit.evecs[..., 0] * v1_voxel, axis=1))
     assert np.median(np.degrees(np.arccos(np.clip(cosine, 0, 1)))) < 10
+
+
+def test_head_motion_truth_is_realistic_and_about_the_fov_centre(dataset):
+    """Rotations are drawn in degrees (<= 1 degree), and the estimator recovers all six.
+
+    Resting adults move ~0.1-0.2 mm per volume (mean FD; Power et al. 2014, NeuroImage
+    84:320); rigid realignment is accurate to about a tenth of a mm and of a degree on
+    simulated motion (Oakes et al. 2005, NeuroImage 28:529).
+    """
+    from bids_app.synth import head_motion, motion_matrix
+    from workflows.func.confounds import framewise_displacement
+    from workflows.func.motion import estimate_head_motion, fov_center
+    from workflows.func.reference import compute_bold_mask, compute_boldref
+
+    walk = head_motion(np.random.default_rng(0), 200)
+    assert np.abs(walk[:, :3]).max() <= 1.0 and np.rad2deg(np.abs(walk[:, 3:])).max() <= 1.0
+    assert np.rad2deg(np.abs(walk[:, 3:])).max() > 0.2  # drawn in degrees, not a rounding
+    assert 0.03 < np.nanmean(framewise_displacement(walk)) < 0.3
+    centre = np.array([10.0, -20.0, 30.0])
+    moved = motion_matrix(np.r_[0.5, 0, 0, 0, 0, np.deg2rad(1.0)], centre)
+    assert np.allclose(moved[:3, :3] @ centre + moved[:3, 3], centre + [0.5, 0, 0])
+
+    root, _ = dataset
+    name = "sub-01_task-rest_bold"
+    img = nib.load(root / "sub-01" / "func" / f"{name}.nii.gz")
+    meta = json.loads((root / "sourcedata" / "truth" / "sub-01" / f"{name}_truth.json")
+                      .read_text())
+    assert np.allclose(meta["motion_centre_mm"], fov_center(img.shape, img.affine))
+    truth = pd.read_csv(root / "sourcedata" / "truth" / "sub-01" / f"{name}_motion.tsv",
+                        sep="\t").to_numpy()
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    reference = compute_boldref(data, 2)
+    mask = np.asarray(compute_bold_mask(nib.Nifti1Image(reference, img.affine)).dataobj) > 0
+    params, _ = estimate_head_motion(data, img.affine, reference, mask)
+    steady = slice(2, None)
+    # estimates are relative to the reference (a mean of volumes), truth to volume 0
+    error = params[steady] - truth[steady]
+    error -= np.median(error, axis=0)
+    to_display = np.array([1, 1, 1, *(3 * [180 / np.pi])])  # mm and degrees
+    assert np.all(np.abs(error).max(axis=0) * to_display < 0.2), np.abs(error).max(0) * to_display
