@@ -287,8 +287,9 @@ def run_image_models(output_dir: Path, covars: pd.DataFrame, target: str, *,
             summaries.append(ClassifierSummary(
                 f"voxels:{kind}", model, evaluation.task, evaluation.cv, evaluation.metrics,
                 float("nan"), figure,
-                [*evaluation.notes, f"maps: figures/image_{stem}_maps.svg and "
-                 f"image_models/{stem}_*_statmap.nii.gz"]))
+                [*evaluation.notes, f"maps (MNI152NLin2009aSym): image_models/{stem}_space-"
+                 f"{TEMPLATE_SPACE}_stat-<map>_statmap.nii.gz"],
+                extra_figures=[f"image_{stem}_maps.svg"]))
     return summaries
 
 

@@ -65,6 +65,8 @@ class ClassifierSummary:
     p_value: float
     figure: str
     notes: list[str] = field(default_factory=list)
+    #: More figures under ``figures/`` (e.g. saliency maps of an image model).
+    extra_figures: list[str] = field(default_factory=list)
 
 
 def _save(fig, path: Path) -> str:
@@ -264,6 +266,7 @@ def render_group_report(
             body += f"<h3>{html.escape(c.feature_set)} - {html.escape(c.model)}</h3>"
             body += "".join(f"<p>{html.escape(n)}</p>" for n in c.notes)
             body += _img(c.figure, f"{c.feature_set} {c.model}")
+            body += "".join(_img(f, f"{c.feature_set} {c.model} maps") for f in c.extra_figures)
         sections.append(_section("Prediction", body))
     if notes:
         items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
