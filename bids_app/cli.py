@@ -160,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--n-random-graphs", dest="n_random_graphs", type=int, metavar="N",
                        help="random networks for small-worldness (0 skips it; about 26 ms "
                             "per network and 400-region connectome)")
+    group.add_argument("--voxel-inputs", dest="voxel_inputs", nargs="*", metavar="KIND",
+                       help="MNI-space maps for 3D CNN / ViT models: gm (Jacobian-modulated "
+                            "GM), t1w, zmap[:desc=COND], fa, md, thickness (default: none)")
+    group.add_argument("--image-models", dest="image_models", nargs="*", metavar="MODEL",
+                       help="image models on --voxel-inputs: sfcn, vit (default: both)")
+    group.add_argument("--voxel-downsample", dest="voxel_downsample", type=int, metavar="N",
+                       help="block-average the maps by N (2: 2 mm -> 4 mm)")
     return parser
 
 
@@ -170,7 +177,8 @@ _SECTIONS = {
                "participants_at_once"),
     "workflow": ("modalities", "atlas", "output_spaces", "denoise_strategy", "thickness_method",
                  "seed"),
-    "group": ("harmonize_by", "covariates", "target", "n_permutations", "n_random_graphs"),
+    "group": ("harmonize_by", "covariates", "target", "n_permutations", "n_random_graphs",
+              "voxel_inputs", "image_models", "voxel_downsample"),
 }
 
 

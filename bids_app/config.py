@@ -21,6 +21,7 @@ MODALITIES = ("anat", "func", "dwi")
 OUTPUT_SPACES = ("MNI152NLin2009aSym", "T1w")
 DENOISE_STRATEGIES = ("6P", "24P", "36P", "acompcor", "acompcor_gsr", "36P_scrub", "none")
 THICKNESS_METHODS = ("laplace", "direct")
+IMAGE_MODELS = ("sfcn", "vit")
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ class GroupConfig:
     target: str = "diagnosis"
     n_permutations: int = 100
     n_random_graphs: int = 10
+    voxel_inputs: tuple[str, ...] = ()
+    image_models: tuple[str, ...] = ("sfcn", "vit")
+    voxel_downsample: int = 1
 
 
 @dataclass(frozen=True)
@@ -230,6 +234,19 @@ class Config:
         for name in ("n_permutations", "n_random_graphs"):
             if getattr(self.group, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 0")
+        self._validate_image_models()
+
+    def _validate_image_models(self) -> None:
+        from workflows.group.voxel_inputs import VOXEL_KINDS
+
+        bad = sorted(set(self.group.image_models) - set(IMAGE_MODELS))
+        if bad:
+            raise UsageError(f"--image-models: unknown {bad}; choose from {IMAGE_MODELS}")
+        bad = sorted({v.partition(":")[0] for v in self.group.voxel_inputs} - set(VOXEL_KINDS))
+        if bad:
+            raise UsageError(f"--voxel-inputs: unknown {bad}; choose from {sorted(VOXEL_KINDS)}")
+        if self.group.voxel_downsample < 1:
+            raise UsageError("--voxel-downsample must be >= 1")
 
 
 def _convert(annotation: Any, value: Any) -> Any:

@@ -262,5 +262,8 @@ def run_group_level(config: Config) -> ExitCode:
         n_permutations=group.n_permutations,
         n_random_graphs=group.n_random_graphs,
         n_jobs=config.nipype.nprocs or os.cpu_count() or 1,
+        voxel_inputs=list(group.voxel_inputs),
+        image_models=list(group.image_models),
+        voxel_downsample=group.voxel_downsample,
     )
     return ExitCode.OK

@@ -35,6 +35,7 @@ from workflows.group.classify import (
 from workflows.group.collect import KEY_COLUMNS, collect_group_data
 from workflows.group.graph import graph_metrics_table
 from workflows.group.harmonize import ComBat
+from workflows.group.image_evaluation import run_image_models
 from workflows.group.models import save_torch_model
 from workflows.group.report import (
     ClassifierSummary,
@@ -304,6 +305,9 @@ def run_group(
     graph_threshold: float = 0.15,
     n_random_graphs: int = 10,
     n_jobs: int = 1,
+    voxel_inputs: Sequence[str] = (),
+    image_models: Sequence[str] = ("sfcn", "vit"),
+    voxel_downsample: int = 1,
 ) -> Path:
     """Run the group level on the participant derivatives in ``output_dir``.
 
@@ -335,6 +339,14 @@ def run_group(
         Random networks for small-worldness (0 to skip).
     n_jobs : int
         Processes for the graph metrics (one connectome per task).
+    voxel_inputs : sequence of str
+        Kinds of MNI-space maps for the image models (``--voxel-inputs``, e.g. ``gm``,
+        ``zmap:desc=faces``; see :data:`~workflows.group.voxel_inputs.VOXEL_KINDS`);
+        empty: no image model is trained.
+    image_models : sequence of {"sfcn", "vit"}
+        Image models trained on each kind of map (``--image-models``).
+    voxel_downsample : int
+        Block-average factor of the maps (2: 2 mm -> 4 mm).
 
     Returns
     -------
@@ -412,6 +424,12 @@ def run_group(
             group_dir,
             notes,
         )
+    if target and voxel_inputs:
+        summaries += run_image_models(
+            output_dir, covars, target, voxel_inputs=voxel_inputs, models=image_models,
+            site_col=site_col, covariates=[c for c in covariates if c != target],
+            harmonize="combat" if site_col else "none", downsample=voxel_downsample,
+            seed=seed, device=device, notes=notes)
     return render_group_report(
         group_dir / "group.html",
         cohort=cohort,
