@@ -18,25 +18,42 @@ phenotype of ``participants.tsv`` and writes under ``output_dir/group/``::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import joblib
 import numpy as np
 import pandas as pd
 
-from brainscale.errors import InputDataError, NoInputError
+from brainscale.errors import InputDataError
 from workflows.group.classify import (
+    CLASSIFIERS,
+    REGRESSORS,
     ModelEvaluation,
     evaluate_model,
     infer_task,
     site_predictability,
 )
-from workflows.group.collect import KEY_COLUMNS, collect_group_data
+from workflows.group.collect import KEY_COLUMNS
 from workflows.group.graph import graph_metrics_table
 from workflows.group.harmonize import ComBat
 from workflows.group.image_evaluation import run_image_models
+from workflows.group.inputs import (
+    add_head_size,
+    check_models,
+    collect_inputs,
+    read_participants,
+    row_labels,
+    split_covariates,
+    with_head_size,
+)
 from workflows.group.models import save_torch_model
+from workflows.group.phenotype import (
+    read_participants_json,
+    resolve_columns,
+)
+from workflows.group.qc import apply_exclusions, run_qc
+from workflows.group.qc_dashboard import render_qc_dashboard
 from workflows.group.report import (
     ClassifierSummary,
     SiteEffect,
@@ -47,27 +64,12 @@ from workflows.group.report import (
 )
 
 TORCH_MODELS = ("mlp", "brainnetcnn")
+#: The default phenotype columns: roles found through aliases, skipped with a note if absent.
+DEFAULT_COLUMNS = {"harmonize_by": "site", "covariates": ("age", "sex"), "target": "diagnosis"}
 DEFAULT_MODELS = {
     "classification": ("logreg", "linsvm", "rf", "mlp", "brainnetcnn"),
     "regression": ("ridge", "linsvr", "rf", "mlp", "brainnetcnn"),
 }
-
-
-def read_participants(path: Path) -> pd.DataFrame:
-    """Read participants.tsv (``n/a`` as missing); labels get the ``sub-`` prefix if absent."""
-    path = Path(path)
-    if not path.is_file():
-        raise NoInputError(f"{path}: participants.tsv not found")
-    table = pd.read_csv(path, sep="\t", na_values=["n/a"], dtype={"participant_id": str})
-    if "participant_id" not in table.columns:
-        raise InputDataError(f"{path}: no 'participant_id' column")
-    table["participant_id"] = [
-        pid if pid.startswith("sub-") else f"sub-{pid}" for pid in table["participant_id"]
-    ]
-    if table["participant_id"].duplicated().any():
-        dupes = table.loc[table["participant_id"].duplicated(), "participant_id"].tolist()
-        raise InputDataError(f"{path}: duplicated participant_id {dupes[:5]}")
-    return table
 
 
 def _write_tsv(table: pd.DataFrame, path: Path, index: bool = False) -> Path:
@@ -79,12 +81,6 @@ def _write_tsv(table: pd.DataFrame, path: Path, index: bool = False) -> Path:
     return path
 
 
-def _row_labels(keys: pd.DataFrame) -> pd.Index:
-    return pd.Index(
-        [p if s == "n/a" else f"{p}_{s}" for p, s in keys[KEY_COLUMNS].to_numpy()], name="label"
-    )
-
-
 def _feature_sets(data) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     """Return ``{name: (keys, features)}`` with features indexed by row label."""
     sets = {}
@@ -94,7 +90,7 @@ def _feature_sets(data) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
         edges = conn.edge_table()
         sets[f"{name}_edges"] = (edges[KEY_COLUMNS], edges.drop(columns=KEY_COLUMNS))
     for keys, features in sets.values():
-        features.index = _row_labels(keys)
+        features.index = row_labels(keys)
     return sets
 
 
@@ -105,12 +101,7 @@ def _finite_rows(features: pd.DataFrame) -> pd.Series:
     return pd.Series(np.isfinite(values).all(axis=1), index=features.index)
 
 
-def _split_covariates(covars: pd.DataFrame, columns: Sequence[str]) -> tuple[tuple, tuple]:
-    numeric = tuple(c for c in columns if pd.api.types.is_numeric_dtype(covars[c]))
-    return tuple(c for c in columns if c not in numeric), numeric
-
-
-def _harmonize(name, features, covars, site_col, protected, group_dir, notes):
+def _harmonize(name, features, covars, site_col, protected, types, group_dir, notes):
     """Fit ComBat on a feature set, save the model and return the harmonized rows (or None)."""
     usable = covars.loc[features.index, [site_col, *protected]].notna().all(axis=1)
     usable &= _finite_rows(features)
@@ -124,7 +115,7 @@ def _harmonize(name, features, covars, site_col, protected, group_dir, notes):
     if subset[site_col].nunique() < 2:
         notes.append(f"{name}: fewer than two sites, ComBat skipped")
         return None
-    categorical, continuous = _split_covariates(covars, protected)
+    categorical, continuous = split_covariates(covars, protected, types, notes)
     combat = ComBat(site_col, categorical_cols=categorical, continuous_cols=continuous)
     try:
         harmonized = combat.fit_transform(rows, subset)
@@ -136,12 +127,18 @@ def _harmonize(name, features, covars, site_col, protected, group_dir, notes):
     return harmonized
 
 
-def _site_effect(name, features, harmonized, covars, site_col, protected, seed, figures):
+def _site_effect(name, features, harmonized, covars, site_col, protected, types, seed, figures):
     """Site predictability before/after ComBat (fitted inside folds) and the PCA figure."""
     rows = features.loc[harmonized.index]
     varying = rows.std() > 0
     sites = covars.loc[rows.index, site_col]
-    kwargs = {"site_col": site_col, "covariates": list(protected), "seed": seed}
+    categorical, continuous = split_covariates(covars, protected, types, [])
+    kwargs = {
+        "site_col": site_col,
+        "categorical": list(categorical),
+        "continuous": list(continuous),
+        "seed": seed,
+    }
     before = site_predictability(rows.loc[:, varying], covars, harmonize=False, **kwargs)
     after = site_predictability(rows.loc[:, varying], covars, harmonize=True, **kwargs)
     figure = plot_pca_by_site(
@@ -157,7 +154,7 @@ def _graph_metrics(data, group_dir, phenotype, target, threshold, n_random, seed
                    n_jobs=1):
     figures = {}
     for name, conn in data.connectomes.items():
-        labels = _row_labels(conn.subjects)
+        labels = row_labels(conn.subjects)
         global_table, nodal = graph_metrics_table(
             {label: conn.matrix(row) for row, label in enumerate(labels)},
             node_names=conn.regions,
@@ -224,9 +221,16 @@ def _predict(
     device,
     group_dir,
     notes,
+    options,
 ):
     """Evaluate every model on every feature set; write the tables, models and figures."""
     task = infer_task(covars[target])
+    valid = CLASSIFIERS if task == "classification" else REGRESSORS
+    if models and not set(models) & set(valid):
+        notes.append(f"--models {list(models)}: none is a {task} model; prediction skipped")
+        return []
+    if models and set(models) - set(valid):
+        notes.append(f"--models: {sorted(set(models) - set(valid))} skipped (not {task} models)")
     summaries, rows = [], []
     labelled = int(covars[target].notna().sum())
     if labelled < MIN_PARTICIPANTS_FOR_PREDICTION:
@@ -244,7 +248,9 @@ def _predict(
             notes.append(f"{set_name}: {int((~finite).sum())} row(s) with missing values dropped")
         X = features.loc[first_session & finite]
         X = X.loc[:, X.std() > 0]
-        for model in models or DEFAULT_MODELS[task]:
+        these = with_head_size(set_name, protected, options["head_size"])
+        categorical, continuous = split_covariates(covars, these, options["types"], notes)
+        for model in [m for m in models if m in valid] if models else DEFAULT_MODELS[task]:
             if model == "brainnetcnn" and not set_name.endswith("_edges"):
                 continue
             is_torch = model in TORCH_MODELS
@@ -255,11 +261,14 @@ def _predict(
                 model=model,
                 task=task,
                 site_col=site_col,
-                covariates=list(protected),
+                categorical=list(categorical),
+                continuous=list(continuous),
                 harmonize=site_col is not None,
                 seed=seed,
                 n_permutations=0 if is_torch else n_permutations,
                 device=device,
+                n_jobs=options["n_jobs"],
+                progress=options["progress"],
             )
             if is_torch and n_permutations:
                 evaluation.notes.append("permutation test not run for torch models (cost)")
@@ -305,6 +314,10 @@ def run_group(
     graph_threshold: float = 0.15,
     n_random_graphs: int = 10,
     n_jobs: int = 1,
+    qc_exclude: str | Path = "auto",
+    explicit: Collection[str] = (),
+    derivatives: Mapping[str, Path] | None = None,
+    progress: bool | None = None,
     voxel_inputs: Sequence[str] = (),
     image_models: Sequence[str] = ("sfcn", "vit"),
     voxel_downsample: int = 1,
@@ -338,7 +351,19 @@ def run_group(
     n_random_graphs : int
         Random networks for small-worldness (0 to skip).
     n_jobs : int
-        Processes for the graph metrics (one connectome per task).
+        Processes for the graph metrics (one connectome per task) and the outer folds
+        of the classifiers and their permutation tests.
+    explicit : collection of str
+        Which of ``"harmonize_by"``, ``"covariates"``, ``"target"`` the user gave (a value
+        other than :data:`DEFAULT_COLUMNS`' always counts as given). The others are
+        defaults, found through column aliases and participants.json
+        (:func:`~workflows.group.phenotype.resolve_columns`) and skipped with a note when
+        absent; an explicit column that is absent raises ``UsageError`` (exit 64).
+    derivatives : mapping of str to pathlib.Path, optional
+        Other pipelines' derivatives (``--derivatives NAME=PATH``), read by
+        :func:`~workflows.group.external.read_external_derivatives`.
+    progress : bool or None
+        Progress bars of the permutation tests (``None``: on a terminal only).
     voxel_inputs : sequence of str
         Kinds of MNI-space maps for the image models (``--voxel-inputs``, e.g. ``gm``,
         ``zmap:desc=faces``; see :data:`~workflows.group.voxel_inputs.VOXEL_KINDS`);
@@ -347,6 +372,11 @@ def run_group(
         Image models trained on each kind of map (``--image-models``).
     voxel_downsample : int
         Block-average factor of the maps (2: 2 mm -> 4 mm).
+
+    qc_exclude : str or pathlib.Path
+        ``--qc-exclude``: ``auto``, ``none`` or a TSV of exclusions
+        (:func:`~workflows.group.qc.decide_exclusions`); every group analysis runs on the
+        images it keeps.
 
     Returns
     -------
@@ -357,24 +387,45 @@ def run_group(
     group_dir = output_dir / "group"
     notes: list[str] = []
     participants = read_participants(participants_tsv)
-    requested = [c for c in [*covariates, target] if c]
-    absent = [c for c in requested if c not in participants.columns]
-    if absent:
-        raise InputDataError(f"{participants_tsv}: no column(s) {absent}")
-    site_col = harmonize_by
-    if harmonize_by and harmonize_by not in participants.columns:
-        notes.append(f"participants.tsv has no {harmonize_by!r} column: ComBat skipped")
-        site_col = None
-
-    data = collect_group_data(output_dir, participants)
+    meta, meta_notes = read_participants_json(Path(participants_tsv).with_suffix(".json"))
+    given = {"harmonize_by": harmonize_by, "covariates": tuple(covariates), "target": target}
+    explicit = set(explicit) | {k for k, v in given.items() if v and v != DEFAULT_COLUMNS[k]}
+    columns = resolve_columns(
+        participants,
+        meta,
+        harmonize_by=harmonize_by,
+        covariates=covariates,
+        target=target,
+        explicit=explicit,
+    )
+    notes += meta_notes + columns.notes
+    site_col, covariates, target = columns.site, columns.covariates, columns.target
+    if harmonize_by and site_col is None:
+        notes.append("no site column: ComBat and the site-effect estimates skipped")
+    check_models(models)
+    data = collect_inputs(output_dir, participants, derivatives or {}, notes)
     phenotype = participants.set_index("participant_id")
     cohort = data.subjects.merge(participants, on="participant_id", how="left")
     _write_tsv(cohort, group_dir / "cohort.tsv")
     _write_tsv(data.missing, group_dir / "missing.tsv")
-    _write_tsv(data.qc, group_dir / "qc.tsv")
+    quality = run_qc(output_dir, participants, site_col=site_col, rule=qc_exclude)
+    notes += quality.notes
+    _write_tsv(quality.table, group_dir / "qc.tsv")  # one row per image, every IQM
+    _write_tsv(quality.outliers, group_dir / "qc_outliers.tsv")
+    _write_tsv(quality.exclusions, group_dir / "qc_exclusions.tsv")
+    data = apply_exclusions(data, quality.exclusions)
+    if columns.descriptions:
+        notes.append(
+            "participants.json: "
+            + "; ".join(f"{c}: {d}" for c, d in columns.descriptions.items())
+        )
 
     sets = _feature_sets(data)
-    covars = cohort.set_index(_row_labels(cohort))
+    covars = cohort.set_index(row_labels(cohort))
+    head_size = add_head_size(data, covars, notes)
+    types = {"categorical": columns.categorical, "continuous": columns.continuous}
+    if head_size:
+        types["continuous"] = [*types["continuous"], head_size]
     protected = [c for c in dict.fromkeys([*covariates, *([target] if target else [])])]
     site_effects = []
     for name, (keys, features) in sets.items():
@@ -383,7 +434,8 @@ def run_group(
         )
         if site_col is None:
             continue
-        harmonized = _harmonize(name, features, covars, site_col, protected, group_dir, notes)
+        these = with_head_size(name, protected, head_size)
+        harmonized = _harmonize(name, features, covars, site_col, these, types, group_dir, notes)
         if harmonized is not None:
             table = keys.set_index(features.index).loc[harmonized.index].join(harmonized)
             _write_tsv(table, group_dir / "features" / f"{name}_harmonized.tsv")
@@ -395,7 +447,8 @@ def run_group(
                         harmonized,
                         covars,
                         site_col,
-                        protected,
+                        these,
+                        types,
                         seed,
                         group_dir / "figures",
                     )
@@ -423,6 +476,7 @@ def run_group(
             device,
             group_dir,
             notes,
+            {"types": types, "head_size": head_size, "n_jobs": n_jobs, "progress": progress},
         )
     if target and voxel_inputs:
         summaries += run_image_models(
@@ -438,4 +492,5 @@ def run_group(
         graph_figures=graph_figures,
         classifiers=summaries,
         notes=notes,
+        qc_dashboard=render_qc_dashboard(quality, group_dir / "figures"),
     )

@@ -91,6 +91,7 @@ def write_cohort(
             cohort.morph[key] = morph.set_index("name")
             glob = pd.Series(
                 {
+                    "etiv_mm3": 1.5e6 + rng.normal(0, 1e4),
                     "tiv_mm3": 1.4e6 + rng.normal(0, 1e4),
                     "gm_volume_mm3": volumes.sum(),
                     "wm_volume_mm3": 4.5e5,

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn import config_context
 
-from brainscale.errors import InputDataError, NoInputError
+from brainscale.errors import NoInputError, UsageError
 from workflows.group.harmonize import ComBat
 from workflows.group.run import run_group
 
@@ -59,6 +59,10 @@ def test_group_outputs_match_the_synthetic_truth(finished_run):
     harmonized = read_tsv(group / "features" / "anat_atlas-Test_morph_harmonized.tsv")
     combat = ComBat.load(group / "models" / "combat_anat_atlas-Test_morph.npz")
     covars = raw[["participant_id"]].merge(cohort.participants, on="participant_id")
+    # regional morphometry also protects the head size (etiv_mm3 of the global table)
+    head = read_tsv(group / "features" / "anat_desc-brain_morph.tsv")
+    covars = covars.merge(head[["participant_id", "etiv_mm3"]], on="participant_id")
+    assert "head-size covariate of morphometry: etiv_mm3" in report.read_text()
     features = raw.drop(columns=["participant_id", "session_id"])
     again = combat.transform(features, covars.set_index(features.index))
     np.testing.assert_allclose(
@@ -107,21 +111,24 @@ def test_group_report_links_existing_figures(finished_run):
 
 def test_without_site_column_harmonization_is_skipped_and_noted(derivatives_cohort):
     cohort = derivatives_cohort(n_sites=2, n_per_site=4)
-    report = run_group(
-        cohort.root,
-        cohort.root / "participants.tsv",
-        harmonize_by="scanner",
-        target=None,
-        **RUN_ARGS,
-    )
-    assert "no &#x27;scanner&#x27; column" in report.read_text()
+    table = cohort.participants.rename(columns={"site": "acquisition"})
+    table.to_csv(cohort.root / "participants.tsv", sep="\t", index=False)
+    # the default --harmonize-by site: absent (and no alias) is a note, not an error
+    report = run_group(cohort.root, cohort.root / "participants.tsv", target=None, **RUN_ARGS)
+    assert "no site column: ComBat" in report.read_text()
     assert not list((cohort.root / "group" / "features").glob("*_harmonized.tsv"))
     assert not (cohort.root / "group" / "prediction").exists()
+    # an explicitly requested column that is absent is a usage error naming the columns
+    with pytest.raises(UsageError, match="'scanner'.*available: .*'acquisition'"):
+        run_group(
+            cohort.root, cohort.root / "participants.tsv", harmonize_by="scanner", target=None,
+            **RUN_ARGS,
+        )
 
 
 def test_bad_participants_table_is_reported(derivatives_cohort, tmp_path):
     cohort = derivatives_cohort(n_sites=2, n_per_site=4)
     with pytest.raises(NoInputError, match="participants.tsv"):
         run_group(cohort.root, tmp_path / "absent.tsv", target=None, **RUN_ARGS)
-    with pytest.raises(InputDataError, match="'handedness'"):
+    with pytest.raises(UsageError, match="'handedness'.*available: \\['site', 'age'"):
         run_group(cohort.root, cohort.root / "participants.tsv", target="handedness", **RUN_ARGS)
