@@ -160,6 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--n-random-graphs", dest="n_random_graphs", type=int, metavar="N",
                        help="random networks for small-worldness (0 skips it; about 26 ms "
                             "per network and 400-region connectome)")
+    group.add_argument("--models", nargs="+", metavar="MODEL",
+                       help="classifiers/regressors to evaluate: logreg, linsvm, rf, mlp, "
+                            "brainnetcnn (classification), ridge, linsvr, rf, mlp, brainnetcnn "
+                            "(regression); default: all for the task")
+    group.add_argument("--derivatives", action="append", metavar="NAME=PATH",
+                       help="group level: also analyse another pipeline's derivatives "
+                            "(BEP017 relmat/timeseries TSVs of XCP-D or giga_connectome, "
+                            "C-PAC/ABIDE .1D ROI time series, FreeSurfer subject folders); "
+                            "repeatable")
     group.add_argument("--voxel-inputs", dest="voxel_inputs", nargs="*", metavar="KIND",
                        help="MNI-space maps for 3D CNN / ViT models: gm (Jacobian-modulated "
                             "GM), t1w, zmap[:desc=COND], fa, md, thickness (default: none)")
@@ -178,6 +187,7 @@ _SECTIONS = {
     "workflow": ("modalities", "atlas", "output_spaces", "denoise_strategy", "thickness_method",
                  "seed"),
     "group": ("harmonize_by", "covariates", "target", "n_permutations", "n_random_graphs",
+              "models", "derivatives",
               "voxel_inputs", "image_models", "voxel_downsample"),
 }
 

@@ -76,6 +76,8 @@ class GroupConfig:
     voxel_inputs: tuple[str, ...] = ()
     image_models: tuple[str, ...] = ("sfcn", "vit")
     voxel_downsample: int = 1
+    models: tuple[str, ...] = ()
+    derivatives: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

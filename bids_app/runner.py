@@ -223,6 +223,7 @@ def run_group_level(config: Config) -> ExitCode:
     NoInputError
         ``output_dir`` holds no participant derivatives (exit 66).
     """
+    from workflows.group.external import parse_derivatives_option
     from workflows.group.run import run_group
 
     ex = config.execution
@@ -231,8 +232,12 @@ def run_group_level(config: Config) -> ExitCode:
         raise NoInputError(f"BIDS dataset folder not found: {bids_dir}")
     if output_dir.resolve().is_relative_to(bids_dir.resolve()):
         raise UsageError(f"output_dir {output_dir} is inside bids_dir {bids_dir}")
+    try:
+        external = parse_derivatives_option(config.group.derivatives)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
     participants = sorted(p.name for p in output_dir.glob("sub-*") if p.is_dir())
-    if not participants:
+    if not participants and not external:
         raise NoInputError(
             f"no participant derivatives (sub-*/) in {output_dir}: run the participant level first"
         )
@@ -265,5 +270,7 @@ def run_group_level(config: Config) -> ExitCode:
         voxel_inputs=list(group.voxel_inputs),
         image_models=list(group.image_models),
         voxel_downsample=group.voxel_downsample,
+        models=list(group.models) or None,
+        derivatives=external,
     )
     return ExitCode.OK
