@@ -186,6 +186,7 @@ def render_group_report(
     graph_figures: dict[str, str],
     classifiers: list[ClassifierSummary],
     notes: list[str],
+    qc_dashboard: str = "",
 ) -> Path:
     """Write ``group.html``.
 
@@ -205,6 +206,9 @@ def render_group_report(
         Classifier results.
     notes : list of str
         Messages for the reader (skipped steps, dropped participants).
+    qc_dashboard : str
+        HTML of the quality-control section
+        (:func:`workflows.group.qc_dashboard.render_qc_dashboard`).
 
     Returns
     -------
@@ -224,6 +228,8 @@ def render_group_report(
         else _table(missing, index=False)
     )
     sections.append(_section("Missing modalities", missing_body))
+    if qc_dashboard:
+        sections.append(_section("Quality control", qc_dashboard))
     if site_effects:
         rows = pd.DataFrame(
             [
@@ -275,7 +281,8 @@ def render_group_report(
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>BrainScale group report"
         "</title><style>body{font-family:sans-serif;margin:2em} table{border-collapse:"
         "collapse;font-size:small} td,th{padding:2px 6px;border-bottom:1px solid #ddd}"
-        " img{max-width:100%}</style></head><body><h1>BrainScale group report</h1>\n"
+        " img{max-width:100%} .qc-plot svg{max-width:100%;height:auto}</style></head>"
+        "<body><h1>BrainScale group report</h1>\n"
         + "\n".join(sections)
         + "\n</body></html>\n"
     )
