@@ -176,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="image models on --voxel-inputs: sfcn, vit (default: both)")
     group.add_argument("--voxel-downsample", dest="voxel_downsample", type=int, metavar="N",
                        help="block-average the maps by N (2: 2 mm -> 4 mm)")
+    group.add_argument("--qc-exclude", dest="qc_exclude", metavar="auto|none|FILE.tsv",
+                       help="images left out of every group analysis: auto (outlier on 3 "
+                            "IQMs within their site, BOLD mean FD > 0.55 mm, DWI > 20 %% bad "
+                            "volumes; default), none, or a TSV with participant_id [session_id "
+                            "modality task reason]")
     return parser
 
 
@@ -188,7 +193,7 @@ _SECTIONS = {
                  "seed"),
     "group": ("harmonize_by", "covariates", "target", "n_permutations", "n_random_graphs",
               "models", "derivatives",
-              "voxel_inputs", "image_models", "voxel_downsample"),
+              "voxel_inputs", "image_models", "voxel_downsample", "qc_exclude"),
 }
 
 

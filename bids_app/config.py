@@ -78,6 +78,7 @@ class GroupConfig:
     voxel_downsample: int = 1
     models: tuple[str, ...] = ()
     derivatives: tuple[str, ...] = ()
+    qc_exclude: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,10 @@ class Config:
             if getattr(self.group, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 0")
         self._validate_image_models()
+        qc_rule = self.group.qc_exclude
+        if qc_rule not in ("auto", "none") and not Path(qc_rule).is_file():
+            raise UsageError(f"--qc-exclude {qc_rule!r}: not 'auto', 'none' or an existing "
+                             "TSV file")
 
     def _validate_image_models(self) -> None:
         from workflows.group.voxel_inputs import VOXEL_KINDS

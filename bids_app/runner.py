@@ -272,5 +272,6 @@ def run_group_level(config: Config) -> ExitCode:
         voxel_downsample=group.voxel_downsample,
         models=list(group.models) or None,
         derivatives=external,
+        qc_exclude=group.qc_exclude,
     )
     return ExitCode.OK

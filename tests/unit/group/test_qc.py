@@ -109,3 +109,16 @@ def test_exclusions_leave_the_feature_sets():
     assert func.subjects["participant_id"].tolist() == ["sub-01", "sub-03"]
     assert func.edges[:, 0].tolist() == pytest.approx([0.1, 0.3])
     assert data.tables["anat_desc-brain_morph"].shape[0] == 3  # the input is not modified
+
+
+def test_qc_exclude_option(tmp_path):
+    from bids_app.cli import parse_args
+
+    args = [str(tmp_path), str(tmp_path / "out"), "group"]
+    assert parse_args(args).group.qc_exclude == "auto"
+    assert parse_args([*args, "--qc-exclude", "none"]).group.qc_exclude == "none"
+    rules = tmp_path / "rules.tsv"
+    rules.write_text("participant_id\n01\n")
+    assert parse_args([*args, "--qc-exclude", str(rules)]).group.qc_exclude == str(rules)
+    with pytest.raises(UsageError, match="--qc-exclude 'absent.tsv'"):
+        parse_args([*args, "--qc-exclude", "absent.tsv"])
