@@ -83,16 +83,24 @@ def check_participants_tsv(path: Path) -> None:
     """
     if not path.is_file():
         return
-    import pandas as pd
-
     try:
-        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except (ValueError, UnicodeDecodeError, OSError) as err:
-        first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        raise UsageError(f"{path}: malformed participants table ({first})") from err
-    if "participant_id" not in table.columns:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"{path}: malformed participants table (not UTF-8 text: {err})") from err
+    rows = [line.split("\t") for line in lines if line.strip()]
+    if not rows:
+        raise UsageError(f"{path}: malformed participants table (empty)")
+    for number, row in enumerate(rows[1:], start=2):
+        if len(row) != len(rows[0]):
+            raise UsageError(
+                f"{path}: malformed participants table (line {number} has {len(row)} "
+                f"tab-separated fields, the header {len(rows[0])})"
+            )
+    columns = rows[0]
+    table = {name: [row[k] for row in rows[1:]] for k, name in enumerate(columns)}
+    if "participant_id" not in table:
         raise UsageError(
-            f"{path}: no 'participant_id' column (columns: {', '.join(table.columns)}); "
+            f"{path}: no 'participant_id' column (columns: {', '.join(columns)}); "
             "BIDS requires it, tab-separated"
         )
     bad = [v for v in table["participant_id"] if not v.startswith("sub-")]

@@ -168,12 +168,13 @@ def publish_participant(
         if final.exists():
             os.rename(final, retired)
         os.rename(new, final)
-    except OSError as err:
+    except (OSError, OutputError) as err:
         shutil.rmtree(assembling, ignore_errors=True)
         if retired.exists() and not final.exists():
             os.rename(retired, final)
         raise OutputError(
-            f"cannot publish sub-{subject} into {output_dir}: {err.strerror or err}; "
+            f"cannot publish sub-{subject} into {output_dir}: "
+            f"{getattr(err, 'strerror', None) or err}; "
             "nothing of this run was published (the previous derivatives are kept)"
         ) from err
     shutil.rmtree(retired, ignore_errors=True)

@@ -17,9 +17,21 @@ from brainscale.errors import BrainScaleError, ExitCode, RunInterrupted
 LOGGER = logging.getLogger("brainscale")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A console handler that writes to the current ``sys.stderr`` (captured or not)."""
+
+    @property
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def _configure_console_logging() -> None:
-    if not LOGGER.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in LOGGER.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s [brainscale] %(message)s", "%H:%M:%S"))
         LOGGER.addHandler(handler)
         LOGGER.setLevel(logging.INFO)
@@ -93,9 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(err.exit_code)
     except (RunInterrupted, KeyboardInterrupt) as err:
         signum = err.signum if isinstance(err, RunInterrupted) else signal.SIGINT
-        stopped = stop_descendants()
         # the pools of the killed workers report BrokenProcessPool from their threads
         logging.getLogger("concurrent.futures").disabled = True
+        stopped = stop_descendants()
         if os.getpid() != main_process:  # a forked participant: the parent reports
             os._exit(128 + signum)
         print(f"brainscale: stopped by {signal.Signals(signum).name}"
