@@ -13,6 +13,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bids_app.reports.qc_summary import qc_summary_html
 from brainscale import __version__
 from brainscale.derivatives import atomic_write, parse_entities
 
@@ -117,9 +118,10 @@ def render_participant_report(
         f"<title>sub-{esc(subject)} - BrainScale report</title>",
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>BrainScale report: sub-{esc(subject)}</h1>",
-        "<nav><a href='#summary'>Summary</a>"
+        "<nav><a href='#qc'>Quality</a><a href='#summary'>Summary</a>"
         + "".join(f"<a href='#{esc(s.lower())}'>{esc(s)}</a>" for s in figures)
         + "<a href='#methods'>Methods</a><a href='#about'>About</a></nav>",
+        qc_summary_html(output_dir, subject),  # the report opens with its QC summary
         "<h2 id='summary'>Summary</h2>",
         f"<p>Status: <b>{_status(outcome)}</b></p>",
     ]
