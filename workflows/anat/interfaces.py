@@ -175,6 +175,30 @@ class NormalizeToTemplate(SimpleInterface):
         return runtime
 
 
+class _ModulatedGMInputSpec(BaseInterfaceInputSpec):
+    tpms = InputMultiObject(File(exists=True), mandatory=True, desc="GM, WM, CSF (GM first)")
+    forward_xfm = File(exists=True, mandatory=True, desc="T1w -> MNI displacement field")
+
+
+class ModulatedGM(SimpleInterface):
+    """GM probability warped to the 2 mm template, modulated by the Jacobian (VBM input).
+
+    See :func:`workflows.anat.vbm.modulated_gm`.
+    """
+
+    input_spec = _ModulatedGMInputSpec
+    output_spec = _OutFileOutputSpec
+
+    def _run_interface(self, runtime):
+        from workflows.anat.vbm import modulated_gm
+
+        out = modulated_gm(nib.load(self.inputs.tpms[0]), self.inputs.forward_xfm,
+                           embedded_template(2).t1w)
+        self._results["out_file"] = out_path(runtime, "gm_modulated_std.nii.gz")
+        nib.save(out, self._results["out_file"])
+        return runtime
+
+
 class _SegmentInputSpec(_InFileInputSpec):
     inverse_xfm = File(exists=True, mandatory=True, desc="MNI -> T1w displacement field")
     skull_stripped = traits.Bool(False, usedefault=True, desc="input already skull-stripped")

@@ -15,6 +15,7 @@ from workflows.anat.interfaces import (
     BiasFieldCorrection,
     ConformT1w,
     CorticalThickness,
+    ModulatedGM,
     Morphometry,
     NormalizationFigure,
     NormalizeToTemplate,
@@ -185,5 +186,18 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
         (segment, t1w_iqms, [("mask", "mask_file"), ("tpms", "tpm_files")]),
         (t1w_iqms, ds_t1w_iqms, [("out_file", "in_file")]),
         (conform, ds_t1w_iqms, [("source_file", "source_file")]),
+    ])
+    modulated_gm = pe.Node(ModulatedGM(), name="modulated_gm", mem_gb=2)
+    ds_modulated_gm = pe.Node(sink("probseg", space=TEMPLATE_SPACE, res="2", label="GM",
+                                   desc="modulated", meta_dict={
+                                       "Units": "mm^3 of GM per mm^3 of template",
+                                       "Method": "GM fraction warped to the template (linear) "
+                                                 "x Jacobian determinant of the warp"}),
+                              name="ds_modulated_gm")
+    workflow.connect([  # VBM input of the group image models, workflows.anat.vbm
+        (segment, modulated_gm, [("tpms", "tpms")]),
+        (normalize, modulated_gm, [("forward_xfm", "forward_xfm")]),
+        (modulated_gm, ds_modulated_gm, [("out_file", "in_file")]),
+        (conform, ds_modulated_gm, [("source_file", "source_file")]),
     ])
     return workflow
