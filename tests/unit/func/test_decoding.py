@@ -16,7 +16,7 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from brainscale.errors import InputDataError
-from workflows.func import decoding
+from workflows.func import decoding, decoding_models
 
 TR = 2.0
 CONDITIONS = ("face", "house", "body", "object")
@@ -106,12 +106,12 @@ def test_leave_one_run_out_with_several_runs():
     assert len(np.unique(patterns.blocks)) == 2 * len(np.unique(parts[0].blocks))
 
 
-@pytest.mark.parametrize("model", decoding.MODELS)
+@pytest.mark.parametrize("model", decoding_models.MODELS)
 def test_planted_patterns_are_decoded_above_chance(model):
     patterns = _patterns(1.0, 0)
     folds = decoding.time_respecting_folds(patterns, n_folds=3)
     n_permutations = 19 if model == "logreg" else 0  # the forest's are slow: one model is enough
-    result = decoding.evaluate_decoder(patterns, decoding.build_classifier(model), folds,
+    result = decoding_models.evaluate_decoder(patterns, decoding_models.build_classifier(model), folds,
                                        model=model, n_permutations=n_permutations, seed=0)
     assert result.chance == pytest.approx(0.25)
     assert result.balanced_accuracy > 0.6
@@ -127,7 +127,7 @@ def test_block_patterns_are_decoded_above_chance():
     patterns = _patterns(1.0, 0, kind="block")
     assert len(patterns.labels) == 12
     folds = decoding.time_respecting_folds(patterns, n_folds=3, gap_s=16.0)
-    result = decoding.evaluate_decoder(patterns, decoding.build_classifier("logreg"), folds,
+    result = decoding_models.evaluate_decoder(patterns, decoding_models.build_classifier("logreg"), folds,
                                        n_permutations=0)
     assert result.balanced_accuracy > 0.6
 
@@ -138,12 +138,12 @@ def test_no_leakage_without_patterns():
     for seed in range(6):
         patterns = _patterns(0.0, seed)
         folds = decoding.time_respecting_folds(patterns, n_folds=3)
-        result = decoding.evaluate_decoder(patterns, decoding.build_classifier("logreg"), folds,
+        result = decoding_models.evaluate_decoder(patterns, decoding_models.build_classifier("logreg"), folds,
                                            n_permutations=19, seed=seed)
         gap_scores.append(result.balanced_accuracy)
         p_values.append(result.p_value)
         shuffled = StratifiedKFold(3, shuffle=True, random_state=seed)
-        predicted = cross_val_predict(decoding.build_classifier("logreg"), patterns.values,
+        predicted = cross_val_predict(decoding_models.build_classifier("logreg"), patterns.values,
                                       patterns.labels, cv=shuffled)
         naive_scores.append(balanced_accuracy_score(patterns.labels, predicted))
     # chance is 0.25; the standard error of the mean of 6 scores on 12 blocks is ~0.06
@@ -154,7 +154,7 @@ def test_no_leakage_without_patterns():
 
 def test_permutation_keeps_blocks_whole():
     patterns = _patterns(1.0, 0)
-    shuffled = decoding.permute_blocks(patterns.labels, patterns.blocks, patterns.runs,
+    shuffled = decoding_models.permute_blocks(patterns.labels, patterns.blocks, patterns.runs,
                                        np.random.default_rng(0))
     for block in np.unique(patterns.blocks):
         assert len(set(shuffled[patterns.blocks == block])) == 1
@@ -166,3 +166,30 @@ def test_unknown_condition_is_a_clear_error():
         decoding.select_events(block_events(), ["face", "tools"])
     with pytest.raises(InputDataError, match="two conditions"):
         decoding.select_events(block_events(), ["face"])
+
+
+@pytest.mark.parametrize("model", decoding_models.LINEAR_MODELS)
+def test_row_space_fit_equals_the_full_fit(model):
+    """More voxels than trials: the projected fit has the same weights and decisions."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from workflows.group.classify import build_model
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((60, 400))
+    y = np.repeat(["a", "b", "c"], 20)
+    X[:, :10] += (y == "a")[:, None] * 0.8
+    tight = {"tol": 1e-10, "max_iter": 200000}  # exact optima, so that the two can be compared
+    fast = decoding_models.build_classifier(model)
+    fast[-1].set_params(**tight)
+    full = make_pipeline(StandardScaler(), build_model(model, "classification")[0])
+    full[-1].set_params(**tight)
+    fast.fit(X, y)
+    full.fit(X, y)
+    assert fast.named_steps["rowspaceprojection"].components_.shape == (59, 400)
+    test = rng.standard_normal((30, 400))
+    assert np.allclose(fast.decision_function(test), full.decision_function(test), atol=1e-6)
+    weights, kind = decoding_models.model_weights(fast, ["a", "b", "c"])
+    assert kind == "weight" and weights.shape == (3, 400)
+    assert np.allclose(weights, full[-1].coef_, atol=1e-6)

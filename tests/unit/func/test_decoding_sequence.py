@@ -13,7 +13,7 @@ import pytest
 import torch
 from sklearn.metrics import balanced_accuracy_score
 
-from workflows.func import decoding
+from workflows.func import decoding, decoding_models
 from workflows.group.sequence_model import TemporalConvClassifier, flatten_windows
 
 N_TIME, N_PARCELS = 8, 6
@@ -48,12 +48,12 @@ def test_sequence_model_sees_order_the_linear_baseline_cannot():
     windows, labels = ordered_windows()
     patterns = _patterns(windows, labels)
     folds = decoding.time_respecting_folds(patterns, n_folds=4, gap_s=16.0)
-    baseline = decoding.evaluate_decoder(patterns, decoding.build_classifier("logreg"), folds,
+    baseline = decoding_models.evaluate_decoder(patterns, decoding_models.build_classifier("logreg"), folds,
                                          n_permutations=0)
     sequence = decoding.Patterns(flatten_windows(windows), labels, patterns.times,
                                  patterns.runs, patterns.blocks)
     model = TemporalConvClassifier(n_timepoints=N_TIME, device="cpu", seed=0)
-    result = decoding.evaluate_decoder(sequence, model, folds, n_permutations=0)
+    result = decoding_models.evaluate_decoder(sequence, model, folds, n_permutations=0)
     assert baseline.balanced_accuracy < 0.7   # chance is 0.5: the means are equal
     assert result.balanced_accuracy > 0.85
     assert [len(t) for _, t in folds] == [20, 20, 20, 20]
