@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                       metavar="FILE.yml", help="Nipype plugin settings (plugin, plugin_args)")
     perf.add_argument("--participants-at-once", dest="participants_at_once", type=int,
                       metavar="N", help="participants processed at the same time, sharing "
-                      "--nprocs and --mem-gb (0: one per 2 processes and per 6 GB of --mem-gb)")
+                      "--nprocs and --mem-gb (0: one per 2 processes and per 6 GB of --mem-gb "
+                      "or of the machine's memory)")
     perf.add_argument("--stop-on-first-crash", dest="stop_on_first_crash", action="store_true",
                       help="stop at the first failing node instead of running what can run")
     perf.add_argument("--config-file", "--config_file", dest="config_file", type=_existing_file,

@@ -42,7 +42,8 @@ def participants_at_once(n_participants: int, nprocs: int, mem_gb: float,
         ``--mem-gb`` (0: no limit given).
     requested : int
         ``--participants-at-once`` (0: automatic: one per :data:`PROCS_PER_PARTICIPANT`
-        processes and per :data:`MEM_GB_PER_PARTICIPANT` GB of ``--mem-gb``).
+        processes and per :data:`MEM_GB_PER_PARTICIPANT` GB of ``--mem-gb``, or of the
+        machine's memory when no ``--mem-gb`` is given).
 
     Returns
     -------
@@ -53,9 +54,17 @@ def participants_at_once(n_participants: int, nprocs: int, mem_gb: float,
         count = requested
     else:
         count = max(1, nprocs // PROCS_PER_PARTICIPANT)
-        if mem_gb:
-            count = min(count, max(1, int(mem_gb // MEM_GB_PER_PARTICIPANT)))
+        memory = mem_gb or _machine_memory_gb()
+        if memory:
+            count = min(count, max(1, int(memory // MEM_GB_PER_PARTICIPANT)))
     return max(1, min(count, n_participants, max(nprocs, 1)))
+
+
+def _machine_memory_gb() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 0.0
 
 
 def _children_map() -> dict[int, list[int]]:

@@ -341,10 +341,14 @@ def test_sigterm_stops_run_and_workers_and_lock_blocks_a_second_run(tiny_bids, t
     assert not (out / "sub-01").exists()  # nothing half-published
 
 
-def test_participants_share_the_machine():
+def test_participants_share_the_machine(monkeypatch):
+    from bids_app import parallel
     from bids_app.parallel import participants_at_once
 
+    monkeypatch.setattr(parallel, "_machine_memory_gb", lambda: 128.0)
     assert participants_at_once(40, 16, 0) == 8  # 2 processes each
+    monkeypatch.setattr(parallel, "_machine_memory_gb", lambda: 16.0)
+    assert participants_at_once(40, 16, 0) == 2  # 6 GB each of the machine's memory
     assert participants_at_once(40, 16, 24) == 4  # 6 GB each
     assert participants_at_once(3, 16, 0) == 3
     assert participants_at_once(40, 2, 0) == 1
