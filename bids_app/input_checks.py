@@ -24,7 +24,9 @@ import nibabel as nib
 import numpy as np
 
 MAX_DIMENSION = 4096
-"""Largest plausible size of one image axis (voxels or volumes)."""
+"""Largest plausible size of one spatial image axis (voxels)."""
+MAX_VOLUMES = 100_000
+"""Largest plausible number of volumes (an hour at TR 0.1 s is 36,000)."""
 MAX_VOXEL_MM = 100.0
 """Largest plausible voxel size (mm)."""
 MAX_DEFLATE_RATIO = 1100
@@ -50,7 +52,8 @@ def header_problem(img, path: Path) -> str | None:
     """
     header = img.header
     shape = tuple(int(s) for s in img.shape)
-    if not shape or min(shape) < 1 or max(shape) > MAX_DIMENSION:
+    if (not shape or min(shape) < 1 or max(shape[:3]) > MAX_DIMENSION
+            or any(n > MAX_VOLUMES for n in shape[3:])):
         return f"implausible dimensions {shape} in the header"
     zooms = np.asarray(header.get_zooms()[:3], dtype=float)
     if not np.all(np.isfinite(zooms)) or np.any(zooms <= 0) or np.any(zooms > MAX_VOXEL_MM):

@@ -356,6 +356,14 @@ def test_participants_share_the_machine(monkeypatch):
     assert participants_at_once(40, 2, 0, requested=5) == 2  # never more than nprocs
 
 
+def test_signals_map_to_their_documented_exit_codes():
+    from brainscale.errors import RunInterrupted
+
+    assert RunInterrupted(signal.SIGTERM).exit_code == ExitCode.INTERRUPTED_SIGTERM == 143
+    assert RunInterrupted(signal.SIGINT).exit_code == ExitCode.INTERRUPTED_SIGINT == 130
+    assert not issubclass(RunInterrupted, Exception)  # no `except Exception` swallows it
+
+
 def test_disk_full_errors_are_recognized():
     import errno
 
