@@ -146,8 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     wf.add_argument("--denoise-strategy", dest="denoise_strategy", choices=DENOISE_STRATEGIES,
                     metavar="NAME", help=f"BOLD denoising, one of {', '.join(DENOISE_STRATEGIES)}")
     wf.add_argument("--thickness-method", dest="thickness_method", choices=THICKNESS_METHODS,
-                    help="cortical thickness: 'laplace' (Laplace streamlines, default, "
-                         "seconds) or 'direct' (DiReCT, ANTs; tens of CPU-minutes at 1 mm)")
+                    help="cortical thickness: 'surface' (FreeSurfer's distance between the "
+                         "white and pial meshes, default), 'laplace' (Laplace streamlines) or "
+                         "'direct' (DiReCT, ANTs; tens of CPU-minutes at 1 mm)")
 
     group = parser.add_argument_group("Group level")
     group.add_argument("--harmonize-by", dest="harmonize_by", metavar="COLUMN",

@@ -20,7 +20,7 @@ from brainscale.errors import UsageError
 MODALITIES = ("anat", "func", "dwi")
 OUTPUT_SPACES = ("MNI152NLin2009aSym", "T1w")
 DENOISE_STRATEGIES = ("6P", "24P", "36P", "acompcor", "acompcor_gsr", "36P_scrub", "none")
-THICKNESS_METHODS = ("laplace", "direct")
+THICKNESS_METHODS = ("surface", "laplace", "direct")
 IMAGE_MODELS = ("sfcn", "vit")
 
 
@@ -60,7 +60,7 @@ class WorkflowConfig:
     atlas: tuple[str, ...] = ("DesikanKilliany",)
     output_spaces: tuple[str, ...] = ("MNI152NLin2009aSym",)
     denoise_strategy: str = "36P"
-    thickness_method: str = "laplace"
+    thickness_method: str = "surface"
     seed: int = 0
 
 

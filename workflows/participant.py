@@ -69,7 +69,7 @@ def init_participant_wf(
     modalities: tuple[str, ...],
     atlases: tuple[str, ...],
     denoise_strategy: str = "36P",
-    thickness_method: str = "laplace",
+    thickness_method: str = "surface",
     omp_nthreads: int = 1,
     seed: int = 0,
     name: str | None = None,
@@ -90,7 +90,7 @@ def init_participant_wf(
         Atlas names for regional measures and connectomes.
     denoise_strategy : str
         BOLD denoising strategy.
-    thickness_method : {"laplace", "direct"}
+    thickness_method : {"surface", "laplace", "direct"}
         Cortical thickness method.
     omp_nthreads : int
         Threads per node.

@@ -353,7 +353,6 @@ class Morphometry(SimpleInterface):
         meta.update({col: {"Units": unit} for col, unit in units.items()})
         for col, text in morphometry.GLOBAL_DESCRIPTIONS.items() if not self.inputs.atlas else ():
             meta[col]["Description"] = text
-        meta["SurfaceAreaMethod"] = "GM volume / mean cortical thickness per region"
         self._results["out_file"] = out_path(runtime, "morph.tsv")
         table.to_csv(self._results["out_file"], sep="\t", index=False, na_rep="n/a")
         self._results["meta"] = json.loads(json.dumps(meta))

@@ -31,15 +31,22 @@ REFERENCES = {
     "23(2):724-738, 2004.",
     "dahnke2013": "Dahnke R, Yotter RA, Gaser C. Cortical thickness and central surface "
     "estimation. NeuroImage 65:336-348, 2013.",
+    "fischl2000": "Fischl B, Dale AM. Measuring the thickness of the human cerebral cortex "
+    "from magnetic resonance images. PNAS 97(20):11050-11055, 2000.",
+    "lewiner2003": "Lewiner T, Lopes H, Vieira AW, Tavares G. Efficient implementation of "
+    "marching cubes' cases with topological guarantees. Journal of Graphics Tools "
+    "8(2):1-15, 2003.",
+    "taubin1995": "Taubin G. A signal processing approach to fair surface design. "
+    "Proceedings of SIGGRAPH 1995:351-358.",
 }
 
 
-def describe(thickness_method: str = "laplace", **_settings) -> str:
+def describe(thickness_method: str = "surface", **_settings) -> str:
     """Return the methods paragraph of the anatomical workflow.
 
     Parameters
     ----------
-    thickness_method : {"laplace", "direct"}
+    thickness_method : {"surface", "laplace", "direct"}
         Cortical thickness method.
     **_settings
         Other run settings (unused: atlases are described by the caller).
@@ -70,13 +77,23 @@ def describe(thickness_method: str = "laplace", **_settings) -> str:
         "classification also refined the brain mask. " + _THICKNESS[thickness_method] +
         " Grey matter of the cerebellum, brainstem, basal ganglia, thalami, hippocampi and "
         "amygdalae (AAL and Desikan-Killiany subcortical regions warped from the template) "
-        "was excluded from thickness. Atlases were "
+        "was excluded from thickness. White (GM/WM) and pial surfaces of each cerebral "
+        "hemisphere were extracted as the 0.5 level sets of tissue fractions against local "
+        "mean tissue intensities by marching cubes [@lewiner2003] and smoothed with "
+        "Taubin's non-shrinking filter [@taubin1995]. Atlases were "
         "warped to native space (nearest neighbour) and regional GM volume, mean thickness "
-        "and surface area (GM volume / mean thickness) were tabulated."
+        "and white-surface area (atlas labels sampled onto the mesh vertices) were "
+        "tabulated."
     )
 
 
 _THICKNESS = {
+    "surface": (
+        "Cortical thickness was measured as FreeSurfer defines it [@fischl2000]: at each "
+        "white-surface vertex, the mean of the distances from the white surface to the "
+        "nearest point of the pial surface and back; buried sulci were rebuilt as the "
+        "ridge of the distance to WM [@dahnke2013] before the pial surface was extracted."
+    ),
     "laplace": (
         "Cortical thickness was measured along the streamlines of a Laplace field between "
         "the GM/WM and pial boundaries [@jones2000], with path lengths from Eulerian PDEs "

@@ -9,11 +9,10 @@
   ``tiv_mm3`` is a deprecated alias of ``brain_mask_volume_mm3``.
 * Regional mean thickness averages the thickness map over the region's GM voxels with a
   non-zero thickness.
-* Surface area per region is estimated volumetrically as ``A = V_GM / T_mean``: the
-  cortex is a sheet whose volume is its mid-surface area times its thickness (for a
-  spherical shell of radii r1 < r2 this gives ``4/3 pi (r1^2 + r1 r2 + r2^2)``, within
-  ``(r2 - r1)^2 / (12 r_mid^2)`` of the mid-surface area ``4 pi r_mid^2``). It is an
-  estimate, not a mesh measurement, and is only defined where thickness is.
+* Surface area is measured on the white-surface meshes, not here
+  (:func:`workflows.anat.surface_thickness.regional_surface_measures`; columns
+  :data:`SURFACE_UNITS`): the former estimate ``GM volume / mean thickness`` inherited
+  every thickness error and summed to half a real cortex.
 """
 
 from __future__ import annotations
@@ -43,8 +42,15 @@ GLOBAL_DESCRIPTIONS = {
 REGIONAL_UNITS = {
     "gm_volume_mm3": "mm^3",
     "thickness_mean_mm": "mm",
-    "surface_area_mm2": "mm^2",
 }
+SURFACE_UNITS = {
+    "surface_area_mm2": "mm^2",
+    "surface_thickness_mean_mm": "mm",
+    "white_surface_area_mm2": "mm^2",
+    "pial_surface_area_mm2": "mm^2",
+}
+"""Columns added from the meshes (regional: the first two; global: the last two and the
+mean thickness)."""
 
 
 def global_measures(tpms: np.ndarray, mask: np.ndarray, thickness: np.ndarray,
@@ -85,7 +91,7 @@ def global_measures(tpms: np.ndarray, mask: np.ndarray, thickness: np.ndarray,
 
 def regional_measures(atlas: np.ndarray, labels: pd.DataFrame, gm_prob: np.ndarray,
                       thickness: np.ndarray, voxel_mm3: float) -> pd.DataFrame:
-    """Return one row per atlas region with GM volume, mean thickness and surface area.
+    """Return one row per atlas region with GM volume and mean thickness.
 
     Parameters
     ----------
@@ -104,7 +110,7 @@ def regional_measures(atlas: np.ndarray, labels: pd.DataFrame, gm_prob: np.ndarr
     -------
     pandas.DataFrame
         Columns ``index``, ``name`` and the keys of :data:`REGIONAL_UNITS`; regions absent
-        from the image get 0 volume and NaN thickness/area.
+        from the image get 0 volume and NaN thickness.
     """
     if atlas.shape != gm_prob.shape or thickness.shape != gm_prob.shape:
         raise InputDataError(f"atlas {atlas.shape}, GM {gm_prob.shape} and thickness "
@@ -119,11 +125,9 @@ def regional_measures(atlas: np.ndarray, labels: pd.DataFrame, gm_prob: np.ndarr
     t_cnt = np.bincount(flat[cortex], minlength=n)
     with np.errstate(invalid="ignore", divide="ignore"):
         t_mean = np.where(t_cnt > 0, t_sum / np.maximum(t_cnt, 1), np.nan)
-        area = np.where(t_cnt > 0, gm_vol / t_mean, np.nan)
     return pd.DataFrame({
         "index": index,
         "name": labels["name"].to_numpy(),
         "gm_volume_mm3": gm_vol[index],
         "thickness_mean_mm": t_mean[index],
-        "surface_area_mm2": area[index],
     })

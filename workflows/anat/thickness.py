@@ -1,10 +1,15 @@
 """Cortical thickness of the cerebral cortex: method choice and DiReCT.
 
-:func:`cortical_thickness` is the entry point of the workflow. The default method is
-the Laplace/Eulerian streamline thickness of
-:mod:`workflows.anat.laplace_thickness` (seconds on a 0.7 mm brain, partial-volume
-aware, buried sulci rebuilt). DiReCT (Das et al., 2009; ``antspyx.kelly_kapowski``)
-is available for comparison with ANTs pipelines; it takes tens of CPU-minutes at 1 mm.
+The default method, ``surface``, is FreeSurfer's closest-point distance between the
+white and pial meshes of each hemisphere
+(:func:`workflows.anat.surface_thickness.reconstruct_cortex`); the workflow runs it in
+the surfaces node, which also writes the meshes. On skull-stripped adult scans it gives
+2.3-2.5 mm where the Laplace streamlines gave 4.2 mm with a fifth of the cortex at the
+cap (see the note of issue 12). :func:`cortical_thickness` computes the two volumetric
+alternatives: the Laplace/Eulerian streamline thickness of
+:mod:`workflows.anat.laplace_thickness` and DiReCT (Das et al., 2009;
+``antspyx.kelly_kapowski``, tens of CPU-minutes at 1 mm), kept for comparison with
+volumetric pipelines.
 
 DiReCT runs on the segmentation cropped to the brain and resampled to
 ``resolution`` mm (by default the native voxel size, but never finer than 1 mm):
@@ -26,11 +31,14 @@ COARSE_VOXEL_MM = 1.2
 """Above this voxel size the thickness sidecar carries a warning."""
 
 THICKNESS_METHODS = {
+    "surface": "FreeSurfer's closest-point distance between white and pial meshes "
+               "(Fischl & Dale 2000), surfaces at local partial-volume boundaries",
     "laplace": "Laplace streamlines with Eulerian path-length PDEs (Jones et al. 2000; "
                "Yezzi & Prince 2003), partial-volume weighted, buried sulci rebuilt from "
                "the WM-distance ridge",
     "direct": "DiReCT (Das et al. 2009), antspyx kelly_kapowski",
 }
+VOLUMETRIC_METHODS = ("laplace", "direct")
 
 
 def cortical_thickness(dseg: nib.spatialimages.SpatialImage,
@@ -45,7 +53,7 @@ def cortical_thickness(dseg: nib.spatialimages.SpatialImage,
     tpms : list of nibabel images
         GM, WM (and CSF) probabilities on the same grid.
     method : {"laplace", "direct"}
-        Thickness method (see :data:`THICKNESS_METHODS`).
+        Volumetric thickness method (see :data:`THICKNESS_METHODS`).
     inverse_xfm : str, optional
         Template -> T1w displacement field; when given, the template's non-cortical grey
         matter (:func:`brainscale.resources.get_non_cortical_mask`) gets no thickness.
@@ -59,10 +67,11 @@ def cortical_thickness(dseg: nib.spatialimages.SpatialImage,
     """
     from workflows.anat.laplace_thickness import MAX_THICKNESS_MM, laplace_thickness
 
-    if method not in THICKNESS_METHODS:
-        raise ValueError(f"unknown thickness method {method!r}; use one of "
-                         f"{', '.join(THICKNESS_METHODS)}")
-    non_cortical = _native_non_cortical(dseg, inverse_xfm) if inverse_xfm else None
+    if method not in VOLUMETRIC_METHODS:
+        raise ValueError(f"{method!r} is not a volumetric thickness method; use one of "
+                         f"{', '.join(VOLUMETRIC_METHODS)} (surface thickness comes from "
+                         "workflows.anat.surface_thickness.reconstruct_cortex)")
+    non_cortical = native_non_cortical(dseg, inverse_xfm) if inverse_xfm else None
     meta = {"Units": "mm", "Method": THICKNESS_METHODS[method],
             "NonCorticalExcluded": non_cortical is not None}
     voxel = float(max(dseg.header.get_zooms()[:3]))
@@ -82,8 +91,12 @@ def cortical_thickness(dseg: nib.spatialimages.SpatialImage,
     return thick, meta
 
 
-def _native_non_cortical(dseg: nib.spatialimages.SpatialImage,
-                         inverse_xfm: str) -> np.ndarray | None:
+def native_non_cortical(dseg: nib.spatialimages.SpatialImage,
+                        inverse_xfm: str) -> np.ndarray | None:
+    """Carry the template's non-cortical grey matter into the T1w (nearest neighbour).
+
+    Returns ``None`` when no atlas provides the mask.
+    """
     from brainscale.resources import get_non_cortical_mask
     from workflows.anat.normalization import apply_displacement
 

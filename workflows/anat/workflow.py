@@ -22,6 +22,7 @@ from workflows.anat.interfaces import (
     SegmentationFigure,
     SegmentTissues,
 )
+from workflows.anat.surface_interfaces import CorticalSurfaces, SurfaceMorphometry
 from workflows.qc_interfaces import T1wIQMs
 
 OUTPUT_FIELDS = ["t1w_preproc", "t1w_mask", "t1w_dseg", "t1w_tpms", "anat2std_xfm",
@@ -34,7 +35,7 @@ def _pick(items, index):
 
 def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
                  omp_nthreads: int = 1, seed: int = 0, template_resolution: int = 1,
-                 thickness_method: str = "laplace", skull_stripped: bool | None = None,
+                 thickness_method: str = "surface", skull_stripped: bool | None = None,
                  name: str = "anat_wf") -> pe.Workflow:
     """Build the anatomical workflow of one participant.
 
@@ -59,7 +60,7 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
         Random seed of the registrations.
     template_resolution : {1, 2}
         Resolution (mm) of the ``space-MNI152NLin2009aSym`` T1w output.
-    thickness_method : {"laplace", "direct"}
+    thickness_method : {"surface", "laplace", "direct"}
         Cortical thickness method (see :data:`workflows.anat.thickness.THICKNESS_METHODS`).
     skull_stripped : bool, optional
         Whether the T1w is already skull-stripped; ``None``: the sidecar's
@@ -87,14 +88,24 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
     normalize = pe.Node(NormalizeToTemplate(seed=seed, template_resolution=template_resolution),
                         name="normalize", n_procs=omp_nthreads, mem_gb=3)
     segment = pe.Node(SegmentTissues(), name="segment", mem_gb=3)
-    thickness = pe.Node(CorticalThickness(method=thickness_method), name="thickness",
-                        n_procs=omp_nthreads, mem_gb=3)
+    surfaces = pe.Node(CorticalSurfaces(), name="surfaces", mem_gb=4)
+    thickness = surfaces  # the surfaces node measures the default (surface) thickness
+    if thickness_method != "surface":
+        thickness = pe.Node(CorticalThickness(method=thickness_method), name="thickness",
+                            n_procs=omp_nthreads, mem_gb=3)
+        workflow.connect([(segment, thickness, [("dseg", "dseg"), ("tpms", "tpms")]),
+                          (normalize, thickness, [("inverse_xfm", "inverse_xfm")])])
     atlas_to_native = pe.MapNode(AtlasToNative(), iterfield=["atlas"], name="atlas_to_native")
     atlas_to_native.inputs.atlas = list(atlases)
     regional_morph = pe.MapNode(Morphometry(), iterfield=["atlas", "atlas_file"],
                                 name="regional_morph")
     regional_morph.inputs.atlas = list(atlases)
     global_morph = pe.Node(Morphometry(), name="global_morph")
+    # areas (and FreeSurfer-style mean thickness) measured on the meshes
+    regional_surface_morph = pe.MapNode(SurfaceMorphometry(),
+                                        iterfield=["in_file", "meta", "atlas_file"],
+                                        name="regional_surface_morph")
+    global_surface_morph = pe.Node(SurfaceMorphometry(), name="global_surface_morph")
     seg_figure = pe.Node(SegmentationFigure(), name="seg_figure")
     norm_figure = pe.Node(NormalizationFigure(template_resolution=template_resolution),
                           name="norm_figure")
@@ -142,8 +153,9 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
         (conform, segment, [("skull_stripped", "skull_stripped")]),
         (normalize, global_morph, [("affine_xfm", "affine_xfm")]),
         (normalize, segment, [("inverse_xfm", "inverse_xfm")]),
-        (segment, thickness, [("dseg", "dseg"), ("tpms", "tpms")]),
-        (normalize, thickness, [("inverse_xfm", "inverse_xfm")]),
+        (segment, surfaces, [("dseg", "dseg"), ("tpms", "tpms")]),
+        (normalize, surfaces, [("inverse_xfm", "inverse_xfm")]),
+        (bias_correct, surfaces, [("out_file", "t1w")]),
         (thickness, ds_thickness, [("meta", "meta_dict")]),
         (bias_correct, atlas_to_native, [("out_file", "reference")]),
         (normalize, atlas_to_native, [("inverse_xfm", "inverse_xfm")]),
@@ -166,15 +178,15 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
         (ds_t1w_dseg, segment, "dseg"), (ds_t1w_tpms, segment, "tpms"),
         (ds_std_t1w, normalize, "std_t1w"), (ds_anat2std_xfm, normalize, "forward_xfm"),
         (ds_std2anat_xfm, normalize, "inverse_xfm"), (ds_thickness, thickness, "out_file"),
-        (ds_regional_morph, regional_morph, "out_file"),
-        (ds_global_morph, global_morph, "out_file"),
+        (ds_regional_morph, regional_surface_morph, "out_file"),
+        (ds_global_morph, global_surface_morph, "out_file"),
         (ds_seg_figure, seg_figure, "out_file"), (ds_norm_figure, norm_figure, "out_file"),
     ):
         workflow.connect([(node, ds, [(field, "in_file")]),
                           (conform, ds, [("source_file", "source_file")])])
     workflow.connect([
-        (regional_morph, ds_regional_morph, [("meta", "meta_dict")]),
-        (global_morph, ds_global_morph, [("meta", "meta_dict")]),
+        (regional_surface_morph, ds_regional_morph, [("meta", "meta_dict")]),
+        (global_surface_morph, ds_global_morph, [("meta", "meta_dict")]),
         (conform, ds_t1w_preproc, [("meta", "meta_dict")]),
         (conform, ds_t1w_mask, [("mask_meta", "meta_dict")]),
         (conform, ds_seg_figure, [("seg_figure_meta", "meta_dict")]),
@@ -200,4 +212,28 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
         (modulated_gm, ds_modulated_gm, [("out_file", "in_file")]),
         (conform, ds_modulated_gm, [("source_file", "source_file")]),
     ])
+    ds_surfaces = {kind: pe.MapNode(sink(kind, extension=".surf.gii"),
+                                    iterfield=["in_file", "hemi"], name=f"ds_{kind}")
+                   for kind in ("white", "pial")}
+    ds_surface_thickness = pe.MapNode(sink("thickness", extension=".shape.gii",
+                                           meta_dict={"Units": "mm"}),
+                                      iterfield=["in_file", "hemi"], name="ds_surface_thickness")
+    workflow.connect([  # meshes per hemisphere, workflows.anat.surface_thickness
+        (regional_morph, regional_surface_morph, [("out_file", "in_file"), ("meta", "meta")]),
+        (atlas_to_native, regional_surface_morph, [("out_file", "atlas_file")]),
+        (global_morph, global_surface_morph, [("out_file", "in_file"), ("meta", "meta")]),
+        (thickness, regional_surface_morph, [("out_file", "thickness_map")]),
+        (thickness, global_surface_morph, [("out_file", "thickness_map")]),
+        (surfaces, ds_surface_thickness, [("thickness", "in_file")]),
+        (conform, ds_surface_thickness, [("source_file", "source_file")]),
+    ])
+    for morph in (regional_surface_morph, global_surface_morph):
+        workflow.connect(surfaces, "white", morph, "white")
+        workflow.connect(surfaces, "pial", morph, "pial")
+        workflow.connect(surfaces, "thickness", morph, "thickness")
+    for kind, ds in ds_surfaces.items():
+        ds.inputs.hemi = ["L", "R"]
+        workflow.connect([(surfaces, ds, [(kind, "in_file"), ("surface_meta", "meta_dict")]),
+                          (conform, ds, [("source_file", "source_file")])])
+    ds_surface_thickness.inputs.hemi = ["L", "R"]
     return workflow

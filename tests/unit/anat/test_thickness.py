@@ -121,5 +121,5 @@ def test_direct_recovers_the_thickness_of_a_synthetic_shell():
 
 def test_unknown_method_is_refused():
     dseg, gm, wm = _shell()
-    with pytest.raises(ValueError, match="unknown thickness method"):
+    with pytest.raises(ValueError, match="not a volumetric thickness method"):
         cortical_thickness(dseg, [gm, wm], method="freesurfer")
