@@ -46,6 +46,8 @@ PURE_TISSUE = 0.9
 """Tissue probability above which a voxel counts as pure tissue for the statistics."""
 TISSUES = ("csf", "gm", "wm")
 MIN_AIR_VOXELS = 100
+MAX_ZERO_AIR = 0.5
+"""Above this fraction of exact zeros outside the head there is no air noise to measure."""
 
 
 def robust_sigma(values: np.ndarray) -> float:
@@ -238,12 +240,15 @@ def compute_t1w_iqms(raw: np.ndarray, corrected: np.ndarray, brain: np.ndarray,
     brain = np.asarray(brain, dtype=bool)
     notes: list[str] = []
     head = head_mask(raw) | brain
-    frame = raw != 0  # zero padding of reorientation, defacing and skull stripping
-    air = ~ndimage.binary_dilation(head, iterations=2) & frame
-    has_air = air.sum() >= MIN_AIR_VOXELS and robust_sigma(raw[air]) > 0
+    outside = ~ndimage.binary_dilation(head, iterations=2)
+    air = outside & (raw != 0)  # exact zeros: defacing, masking or vendor background removal
+    zeroed = float(np.mean(raw[outside] == 0)) if outside.any() else 1.0
+    has_air = (zeroed <= MAX_ZERO_AIR and air.sum() >= MIN_AIR_VOXELS
+               and float(raw[air].std()) > 0)
     if not has_air:
-        notes.append("background is zero or too small (skull-stripped or masked input): "
-                     "air-based IQMs (cnr, snrd_*, fber, qi_1) are not defined")
+        notes.append(f"background {100 * zeroed:.0f} % exact zeros (skull-stripped, masked or "
+                     "vendor-suppressed background): air-based IQMs (cnr, snrd_*, fber, qi_1) "
+                     "are not defined")
     pure = {t: (tpms[t] > PURE_TISSUE) & brain for t in TISSUES}
     stats = {t: summary_stats(corrected[pure[t]]) for t in TISSUES}
     stats["bg"] = summary_stats(raw[air])
@@ -259,12 +264,12 @@ def compute_t1w_iqms(raw: np.ndarray, corrected: np.ndarray, brain: np.ndarray,
     iqms["snr_total"] = float(np.mean([iqms[f"snr_{t}"] for t in TISSUES]))
     iqms["snrd_total"] = (float(np.mean([iqms[f"snrd_{t}"] for t in TISSUES]))
                           if has_air else None)
-    iqms["efc"] = efc(raw, frame)
+    iqms["efc"] = efc(raw)  # over the whole field of view, as MRIQC
     iqms["fber"] = fber(raw, head, air) if has_air else None
     iqms["wm2max"] = wm2max(corrected, pure["wm"])
     bias = bias_field_from_ratio(raw, corrected, head)
     iqms["inu_med"], iqms["inu_range"] = inu_summary(bias, brain)
-    fx, fy, fz = fwhm(corrected, head & frame, voxel_size)
+    fx, fy, fz = fwhm(corrected, head, voxel_size)
     iqms.update(fwhm_x=fx, fwhm_y=fy, fwhm_z=fz, fwhm_avg=float(np.nanmean([fx, fy, fz])))
     iqms["qi_1"] = artifact_fraction(raw, air) if has_air else None
     volumes = {t: float(np.clip(tpms[t], 0, 1)[brain].sum()) for t in TISSUES}

@@ -45,6 +45,15 @@ def anat_outputs(request, shared_data, tmp_path_factory):
     return sub, stripped, tmp / "out" / f"sub-{sub}" / "anat"
 
 
+def test_iqms_fall_in_mriqc_published_ranges(anat_outputs):
+    """T1w IQMs against Esteban et al. 2019 (Sci Data 6:30): see tests/unit/anat/iqm_ranges.py."""
+    from tests.unit.anat.iqm_ranges import check_t1w_iqms
+
+    sub, stripped, anat = anat_outputs
+    preproc = nib.load(anat / f"sub-{sub}_desc-preproc_T1w.nii.gz")
+    check_t1w_iqms(anat, sub, stripped, float(min(preproc.header.get_zooms()[:3])))
+
+
 def test_volumes_fall_in_adult_ranges(anat_outputs):
     sub, _, anat = anat_outputs
     table = pd.read_csv(anat / f"sub-{sub}_desc-brain_morph.tsv", sep="\t").iloc[0]
