@@ -272,16 +272,29 @@ def run_image_models(output_dir: Path, covars: pd.DataFrame, target: str, *,
             notes.append(f"voxel input {spec!r}: {len(maps)} map(s) found, fewer than 10: "
                          "image models skipped")
             continue
-        maps = maps.loc[~maps["participant_id"].duplicated()]
+        first_session = ~maps["participant_id"].duplicated()
+        if not first_session.all():
+            notes.append(f"voxel input {spec!r}: first session of each participant used")
+        maps = maps.loc[first_session]
         data = gather_voxel_maps(maps, group_dir / "voxels" / kind, downsample=downsample,
                                  mask=mask)
         notes.extend(f"voxel input {spec!r}: {n}" for n in data.notes)
         sources = [p for paths in maps["paths"] for p in paths]
+        harmonization = harmonize
+        if harmonize == "combat" and data.values.nbytes / 1024**3 > MAX_IN_MEMORY_GB:
+            harmonization = "intensity"
+            notes.append(f"voxel input {spec!r}: {data.values.nbytes / 1024**3:.1f} GB of "
+                         f"voxels is over {MAX_IN_MEMORY_GB} GB for in-RAM ComBat: each map "
+                         "z-scored inside the mask instead (read from the memory map)")
         for model in models:
-            evaluation = evaluate_image_model(
-                data, covars[target], covars=covars, model=model, site_col=site_col,
-                covariates=covariates, harmonize=harmonize, seed=seed, device=device,
-                params=(params or {}).get(model))
+            try:
+                evaluation = evaluate_image_model(
+                    data, covars[target], covars=covars, model=model, site_col=site_col,
+                    covariates=covariates, harmonize=harmonization, seed=seed, device=device,
+                    params=(params or {}).get(model))
+            except (InputDataError, ValueError) as err:  # too few rows, volume too small
+                notes.append(f"voxel input {spec!r}, model {model}: skipped: {err}")
+                continue
             stem = f"{kind}_model-{model}"
             figure = save_image_evaluation(evaluation, stem, group_dir, sources)
             summaries.append(ClassifierSummary(
