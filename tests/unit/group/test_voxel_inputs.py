@@ -151,3 +151,18 @@ def test_simulated_cohort_has_the_planted_effect_and_ageing():
     slope = np.polyfit(people["age"], aged.values.mean(1), 1)[0]
     baseline = aged.values.mean()  # about 1 at the mean age
     assert slope / baseline == pytest.approx(-0.005, rel=0.1)
+
+
+def test_the_group_options_name_voxel_kinds_and_image_models(tmp_path):
+    from bids_app.cli import parse_args
+    from brainscale.errors import UsageError
+
+    config = parse_args([str(tmp_path), str(tmp_path / "out"), "group", "--voxel-inputs", "gm",
+                         "zmap:desc=faces", "--image-models", "sfcn", "--voxel-downsample", "2"])
+    assert config.group.voxel_inputs == ("gm", "zmap:desc=faces")
+    assert config.group.image_models == ("sfcn",) and config.group.voxel_downsample == 2
+    assert parse_args([str(tmp_path), str(tmp_path / "o"), "group"]).group.voxel_inputs == ()
+    with pytest.raises(UsageError, match="voxel-inputs"):
+        parse_args([str(tmp_path), str(tmp_path / "o"), "group", "--voxel-inputs", "pet"])
+    with pytest.raises(UsageError, match="image-models"):
+        parse_args([str(tmp_path), str(tmp_path / "o"), "group", "--image-models", "unet"])
