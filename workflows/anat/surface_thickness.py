@@ -30,8 +30,9 @@ from workflows.anat.laplace_thickness import GM, WM, sulcal_ridge
 
 MAX_THICKNESS_MM = 5.0
 CORTEX_DISTANCE_MM = 2.0
-"""White vertices farther than this from every cortical GM voxel are off the cortex (the cut
-through the corpus callosum and brainstem, the surface around ventricles and nuclei)."""
+"""White vertices farther than this from every cortical GM voxel are off the cortex (the
+surface around ventricles and nuclei); so are those within a voxel of the cut through the
+corpus callosum and brainstem."""
 
 
 @dataclass
@@ -120,6 +121,9 @@ def reconstruct_cortex(intensity: np.ndarray, tpms: np.ndarray, labels: np.ndarr
         on_cortex = surfaces.sample_labels(white[0], local,
                                            (cortex & (hemis == value)).astype(np.int8),
                                            CORTEX_DISTANCE_MM) > 0
+        cut = surfaces.white_matter_cut(white_fraction, hemis, value)
+        on_cortex &= surfaces.sample_labels(white[0], local, cut.astype(np.int8),
+                                            float(spacing.max())) == 0
         thickness = np.where(on_cortex, _closest_point_thickness(white, pial), 0.0)
         result.hemispheres[name] = Hemisphere(white=white, pial=pial, cortex=on_cortex,
                                               thickness=thickness,

@@ -246,8 +246,10 @@ def local_tissue_fractions(intensity: np.ndarray, csf: np.ndarray, gm: np.ndarra
     (occipital white matter is darker than frontal white matter on most scanners). As
     FreeSurfer places the white surface against locally normalized white-matter
     intensities, each tissue's mean is estimated here locally: a Gaussian-weighted
-    (``sigma_mm``) average over the voxels the segmentation is confident about, falling
-    back to the global mean where a tissue has no confident voxels nearby.
+    (``sigma_mm``) average over the voxels the segmentation is confident about (for CSF,
+    also a two-voxel shell outside the brain: CSF and dura, or the zero background of a
+    skull-stripped image), falling back to the global mean where a tissue has no
+    confident voxels nearby.
 
     Parameters
     ----------
@@ -275,9 +277,14 @@ def local_tissue_fractions(intensity: np.ndarray, csf: np.ndarray, gm: np.ndarra
     """
     sigma = sigma_mm / np.asarray(spacing, dtype=float)
     values = intensity.astype(np.float32)
+    # just outside the brain lie CSF and dura, or the zeros of a skull-stripped image:
+    # the dark side of the pial boundary even where no sulcal CSF is resolved
+    shell = ndimage.binary_dilation(brain, iterations=2) & ~brain
     means = []
-    for prob in (csf, gm, wm):
+    for k, prob in enumerate((csf, gm, wm)):
         pure = (prob > confident) & brain
+        if k == 0:
+            pure |= shell
         if not pure.any():
             pure = (prob > 0.5) & brain
         fallback = float(values[pure].mean()) if pure.any() else float(values[brain].mean())
@@ -292,6 +299,33 @@ def local_tissue_fractions(intensity: np.ndarray, csf: np.ndarray, gm: np.ndarra
     tissue[~brain] = 0.0
     white[~brain] = 0.0
     return white.astype(np.float32), tissue.astype(np.float32)
+
+
+def white_matter_cut(white_fraction: np.ndarray, hemispheres: np.ndarray,
+                     hemisphere: int) -> np.ndarray:
+    """Flag the hemisphere's WM voxels that face WM outside it (corpus callosum, brainstem).
+
+    The white surface is cut there, and its vertices on the cut belong to the medial
+    wall, not to the cortex: FreeSurfer leaves the same cut out of its cortex label.
+
+    Parameters
+    ----------
+    white_fraction : numpy.ndarray
+        WM fraction.
+    hemispheres : numpy.ndarray
+        Map from :func:`hemisphere_map`.
+    hemisphere : int
+        Value of the hemisphere.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean map of the cut.
+    """
+    wm = white_fraction >= 0.5
+    own = wm & (hemispheres == hemisphere)
+    other = wm & (hemispheres != hemisphere)
+    return own & ndimage.binary_dilation(other)
 
 
 def boundary_fields(white_fraction: np.ndarray, tissue_fraction: np.ndarray,
