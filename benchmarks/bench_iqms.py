@@ -63,7 +63,6 @@ def _recompute(participant_wf: Path, bids_dir: Path, subject: str) -> dict[str, 
             series_file=series.out_file, series_mask_file=series.mask_file,
             confounds_file=confounds.confounds_file, n_nonsteady=ref.outputs.n_nonsteady)))
     for dwi in sorted(participant_wf.glob("dwi_*_wf")):
-        sdc = loadpkl(dwi / "sdc" / "result_sdc.pklz").outputs
         hmc = loadpkl(dwi / "hmc" / "result_hmc.pklz").outputs
         ref = loadpkl(dwi / "dwi_reference" / "result_dwi_reference.pklz").outputs
         tensor = loadpkl(dwi / "tensor" / "result_tensor.pklz").outputs
@@ -73,7 +72,9 @@ def _recompute(participant_wf: Path, bids_dir: Path, subject: str) -> dict[str, 
             extra["tpm_files"] = loadpkl(register).outputs.tpms_dwi
         jobs.append((f"{dwi.name}/dwi_iqms", DwiIQMs(
             in_file=ref.out_file, bval_file=hmc.out_bval, bvec_file=hmc.out_bvec,
-            raw_file=sdc.out_file, raw_bval_file=sdc.out_bval, raw_bvec_file=sdc.out_bvec,
+            raw_files=loadpkl(dwi / "denoise" / "result_denoise.pklz").inputs["in_file"],
+            raw_bval_files=loadpkl(dwi / "denoise" / "result_denoise.pklz").inputs["bval_file"],
+            raw_bvec_files=loadpkl(dwi / "denoise" / "result_denoise.pklz").inputs["bvec_file"],
             mask_file=ref.mask_file, map_files=tensor.map_files, motion_file=hmc.motion_file,
             source_file=[str(bids_dir)], **extra)))
     import os

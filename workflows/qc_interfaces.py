@@ -148,9 +148,11 @@ class _DwiIQMsInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="preprocessed series")
     bval_file = File(exists=True, mandatory=True)
     bvec_file = File(exists=True, mandatory=True)
-    raw_file = File(exists=True, mandatory=True, desc="series before motion correction")
-    raw_bval_file = File(exists=True, mandatory=True)
-    raw_bvec_file = File(exists=True, mandatory=True)
+    raw_files = InputMultiObject(File(exists=True), mandatory=True,
+                                 desc="each acquired series before combination and motion "
+                                      "correction (dropout detection)")
+    raw_bval_files = InputMultiObject(File(exists=True), mandatory=True)
+    raw_bvec_files = InputMultiObject(File(exists=True), mandatory=True)
     mask_file = File(exists=True, mandatory=True, desc="brain mask")
     map_files = InputMultiObject(File(exists=True), mandatory=True,
                                  desc="tensor maps, FA and MD first")
@@ -172,8 +174,13 @@ class DwiIQMs(SimpleInterface):
 
         img, bvals, bvecs = load_series(self.inputs.in_file, self.inputs.bval_file,
                                         self.inputs.bvec_file)
-        raw, raw_bvals, raw_bvecs = load_series(self.inputs.raw_file, self.inputs.raw_bval_file,
-                                                self.inputs.raw_bvec_file)
+        raw, raw_bvals, raw_bvecs = [], [], []
+        for series in zip(self.inputs.raw_files, self.inputs.raw_bval_files,
+                          self.inputs.raw_bvec_files, strict=True):
+            raw_img, b, v = load_series(*series)
+            raw.append(np.asarray(raw_img.dataobj, dtype=np.float32))
+            raw_bvals.append(b)
+            raw_bvecs.append(v)
         wm = None
         if isdefined(self.inputs.tpm_files) and len(self.inputs.tpm_files) >= 2:
             wm = _data(self.inputs.tpm_files[1]) > 0.5
@@ -181,7 +188,7 @@ class DwiIQMs(SimpleInterface):
             np.asarray(img.dataobj, dtype=np.float32), bvals, bvecs,
             _data(self.inputs.mask_file) > 0, _data(self.inputs.map_files[0]),
             _data(self.inputs.map_files[1]), _fd(self.inputs.motion_file),
-            raw=np.asarray(raw.dataobj, dtype=np.float32), raw_bvals=raw_bvals,
+            raw=raw, raw_bvals=raw_bvals,
             raw_bvecs=raw_bvecs, wm=wm, slice_axis=self.inputs.slice_axis)
         self._results["out_file"] = write_iqms(
             values, out_path(runtime, "iqms_dwi.json"), modality="dwi",

@@ -191,9 +191,8 @@ def shell_cnr(signal: np.ndarray, directions: np.ndarray) -> np.ndarray | None:
 
 def compute_dwi_iqms(data: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray,
                      mask: np.ndarray, fa: np.ndarray, md: np.ndarray,
-                     fd: np.ndarray | None, raw: np.ndarray | None = None,
-                     raw_bvals: np.ndarray | None = None,
-                     raw_bvecs: np.ndarray | None = None, wm: np.ndarray | None = None,
+                     fd: np.ndarray | None, raw=None, raw_bvals=None, raw_bvecs=None,
+                     wm: np.ndarray | None = None,
                      slice_axis: int = 2) -> dict:
     """Compute every diffusion IQM of one (combined) series.
 
@@ -209,9 +208,10 @@ def compute_dwi_iqms(data: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray,
         Tensor FA and MD maps.
     fd : numpy.ndarray or None
         Framewise displacement (mm) per volume.
-    raw, raw_bvals, raw_bvecs : numpy.ndarray, optional
+    raw, raw_bvals, raw_bvecs : numpy.ndarray or list of numpy.ndarray, optional
         Series before motion correction (slices still in the acquisition grid) for the
-        dropout detection; ``data`` when not given.
+        dropout detection, one per acquired series (their volumes concatenated in order
+        make ``data``); ``data`` when not given.
     wm : numpy.ndarray of bool, optional
         White-matter mask (from the T1w); FA above :data:`WM_FA_THRESHOLD` otherwise.
     slice_axis : int
@@ -248,13 +248,21 @@ def compute_dwi_iqms(data: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray,
             continue
         iqms[f"cnr_b{shell}"] = float(np.median(cnr))
     iqms.update(fd_summary(fd if fd is not None else np.array([])))
-    found = detect_dropouts(data if raw is None else raw,
-                            bvals if raw_bvals is None else raw_bvals,
-                            bvecs if raw_bvecs is None else raw_bvecs, mask, slice_axis)
-    notes += found["notes"]
+    if raw is None:
+        raw, raw_bvals, raw_bvecs = [data], [bvals], [bvecs]
+    elif isinstance(raw, np.ndarray):
+        raw, raw_bvals, raw_bvecs = [raw], [raw_bvals], [raw_bvecs]
+    found = [detect_dropouts(series, np.asarray(b, dtype=float), v, mask, slice_axis)
+             for series, b, v in zip(raw, raw_bvals, raw_bvecs, strict=True)]
+    notes += [n for f in found for n in f["notes"]]
+    n_slices = max(f["slices"].shape[1] for f in found)
+    slices = np.concatenate([np.pad(f["slices"], ((0, 0), (0, n_slices - f["slices"].shape[1])))
+                             for f in found])
+    volumes = np.concatenate([f["volumes"] for f in found])
+    found = {"slices": slices, "volumes": volumes}
     pairs = np.argwhere(found["slices"])
     bad = found["volumes"] | found["slices"].any(axis=1)
-    weighted = (bvals if raw_bvals is None else np.asarray(raw_bvals)) > B0_THRESHOLD
+    weighted = np.concatenate([np.asarray(b, dtype=float) for b in raw_bvals]) > B0_THRESHOLD
     iqms["dropout_slices_num"] = int(len(pairs))
     iqms["dropout_volumes_num"] = int(found["volumes"].sum())
     iqms["bad_volumes_frac"] = float(bad[weighted].mean()) if weighted.any() else None

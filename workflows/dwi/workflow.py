@@ -197,14 +197,14 @@ def init_dwi_wf(
             (connectomes, outputnode, [("relmat_files", "relmats")]),
         ])
         # fmt: on
-    dwi_iqms = pe.Node(DwiIQMs(source_file=source_file), name="dwi_iqms", mem_gb=2)
+    dwi_iqms = pe.Node(DwiIQMs(source_file=source_file, raw_files=list(dwi_files),
+                               raw_bval_files=list(bval_files), raw_bvec_files=list(bvec_files)),
+                       name="dwi_iqms", mem_gb=2)  # dropouts: on each raw series
     ds_dwi_iqms = pe.Node(DerivativesDataSink(base_directory=str(output_dir),
                                               source_file=source_file, datatype="dwi",
                                               suffix="dwi", desc="iqms", extension=".json"),
                           name="ds_dwi_iqms")
     workflow.connect([  # image quality metrics and dropouts, workflows.dwi.iqms
-        (sdc, dwi_iqms, [("out_file", "raw_file"), ("out_bval", "raw_bval_file"),
-                         ("out_bvec", "raw_bvec_file")]),
         (hmc, dwi_iqms, [("out_bval", "bval_file"), ("out_bvec", "bvec_file"),
                          ("motion_file", "motion_file")]),
         (dwi_reference, dwi_iqms, [("out_file", "in_file"), ("mask_file", "mask_file")]),
