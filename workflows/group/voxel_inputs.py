@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter
 
+from brainscale.derivatives import atomic_write, write_json
 from brainscale.errors import InputDataError
 from brainscale.resources import TEMPLATE_SPACE, get_template_mask
 from workflows.group.collect import KEY_COLUMNS, NO_SESSION, parse_entities
@@ -296,13 +297,16 @@ def gather_voxel_maps(
     if n_nonfinite:
         notes.append(f"{n_nonfinite} map(s) had non-finite values in the mask: set to 0")
     out_affine = downsampled_affine(affine, downsample)
-    nib.save(nib.Nifti1Image(keep.astype(np.uint8), out_affine), f"{stem}_mask.nii.gz")
+    mask_tmp = stem.with_name(stem.name + "_mask.tmp.nii.gz")
+    nib.save(nib.Nifti1Image(keep.astype(np.uint8), out_affine), mask_tmp)
+    mask_tmp.replace(f"{stem}_mask.nii.gz")
     rows = maps[KEY_COLUMNS].assign(source=[";".join(p) for p in maps["paths"]])
-    rows.to_csv(f"{stem}_rows.tsv", sep="\t", index=False)
+    with atomic_write(f"{stem}_rows.tsv") as handle:
+        rows.to_csv(handle, sep="\t", index=False)
     meta = {"Space": TEMPLATE_SPACE, "Shape": list(keep.shape), "NVoxels": int(keep.sum()),
             "Downsample": int(downsample), "Mask": mask if isinstance(mask, str) else "given",
             "Dtype": "float32", "Notes": notes}
-    Path(f"{stem}.json").write_text(json.dumps(meta, indent=2))
+    write_json(f"{stem}.json", meta)
     return VoxelData.load(stem)
 
 
