@@ -150,6 +150,32 @@ def build_parser() -> argparse.ArgumentParser:
                          "white and pial meshes, default), 'laplace' (Laplace streamlines) or "
                          "'direct' (DiReCT, ANTs; tens of CPU-minutes at 1 mm)")
 
+    states = parser.add_argument_group("Brain states (decoding, dynamic connectivity)")
+    states.add_argument("--decode-conditions", dest="decode_conditions", nargs="+",
+                        metavar="TRIAL_TYPE",
+                        help="decode these trial types of every task run with events "
+                             "('all' for every trial type; default: no decoding)")
+    states.add_argument("--decode-space", dest="decode_space", choices=("parcels", "voxels"),
+                        help="decoding features: parcel means of the first --atlas (default) "
+                             "or template-space voxels in the brain mask (or --decode-regions)")
+    states.add_argument("--decode-regions", dest="decode_regions", nargs="+", metavar="NAME",
+                        help="restrict the features to atlas regions whose name contains one "
+                             "of these (e.g. fusiform parahippocampal inferiortemporal lingual)")
+    states.add_argument("--decode-models", dest="decode_models", nargs="+",
+                        choices=("linsvm", "logreg", "rf", "tcn"), metavar="MODEL",
+                        help="linsvm, logreg, rf (default) and tcn (temporal convolutional "
+                             "network on parcel time-series windows, torch)")
+    states.add_argument("--decode-patterns", dest="decode_patterns", choices=("lss", "block"),
+                        help="trial-wise LSS betas (default) or block averages")
+    states.add_argument("--decode-permutations", dest="decode_permutations", type=int,
+                        metavar="N", help="block-label permutations for the p-value (100)")
+    states.add_argument("--dfc-window", dest="dfc_window", type=float, metavar="SECONDS",
+                        help="group level: sliding-window length for dynamic FC (44 s)")
+    states.add_argument("--dfc-step", dest="dfc_step", type=float, metavar="SECONDS",
+                        help="group level: sliding-window step (2 s)")
+    states.add_argument("--dfc-states", dest="dfc_states", type=int, metavar="K",
+                        help="group level: number of connectivity states (k-means, 4; 0 skips)")
+
     group = parser.add_argument_group("Group level")
     group.add_argument("--harmonize-by", dest="harmonize_by", metavar="COLUMN",
                        help="participants.tsv column giving the ComBat batch ('none' to skip)")
@@ -192,10 +218,12 @@ _SECTIONS = {
     "nipype": ("nprocs", "omp_nthreads", "mem_gb", "use_plugin", "stop_on_first_crash",
                "participants_at_once"),
     "workflow": ("modalities", "atlas", "output_spaces", "denoise_strategy", "thickness_method",
-                 "seed"),
+                 "seed", "decode_conditions", "decode_space", "decode_regions", "decode_models",
+                 "decode_patterns", "decode_permutations"),
     "group": ("harmonize_by", "covariates", "target", "n_permutations", "n_random_graphs",
               "models", "derivatives",
-              "voxel_inputs", "image_models", "voxel_downsample", "qc_exclude"),
+              "voxel_inputs", "image_models", "voxel_downsample", "qc_exclude",
+              "dfc_window", "dfc_step", "dfc_states"),
 }
 
 

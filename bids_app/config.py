@@ -62,6 +62,12 @@ class WorkflowConfig:
     denoise_strategy: str = "36P"
     thickness_method: str = "surface"
     seed: int = 0
+    decode_conditions: tuple[str, ...] = ()
+    decode_space: str = "parcels"
+    decode_regions: tuple[str, ...] = ()
+    decode_models: tuple[str, ...] = ("linsvm", "logreg", "rf")
+    decode_patterns: str = "lss"
+    decode_permutations: int = 100
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,9 @@ class GroupConfig:
     models: tuple[str, ...] = ()
     derivatives: tuple[str, ...] = ()
     qc_exclude: str = "auto"
+    dfc_window: float = 44.0
+    dfc_step: float = 2.0
+    dfc_states: int = 4
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,20 @@ def _save_traceback(output_dir: Path, subject: str, run_uuid: str) -> str:
     return str(path)
 
 
+def _decoding_settings(config: Config):
+    """The ``--decode-*`` options as the func workflow's settings (None: no decoding)."""
+    wf = config.workflow
+    if not wf.decode_conditions:
+        return None
+    from workflows.func.brain_states_wf import DecodingSettings
+
+    conditions = () if tuple(wf.decode_conditions) == ("all",) else tuple(wf.decode_conditions)
+    return DecodingSettings(space=wf.decode_space, regions=tuple(wf.decode_regions),
+                            conditions=conditions, models=tuple(wf.decode_models),
+                            pattern_kind=wf.decode_patterns,
+                            n_permutations=wf.decode_permutations)
+
+
 def _build_run_publish(config: Config, data, subject_work: Path, run_uuid: str,
                        outcome: ParticipantOutcome) -> None:
     from workflows.engine import (
@@ -194,6 +208,7 @@ def _build_run_publish(config: Config, data, subject_work: Path, run_uuid: str,
         thickness_method=config.workflow.thickness_method,
         omp_nthreads=nthreads,
         seed=config.workflow.seed,
+        decoding=_decoding_settings(config),
     )
     outcome.ran, outcome.skipped = list(plan.ran), list(plan.skipped)
     outcome.errors += plan.errors

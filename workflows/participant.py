@@ -72,6 +72,7 @@ def init_participant_wf(
     thickness_method: str = "surface",
     omp_nthreads: int = 1,
     seed: int = 0,
+    decoding=None,
     name: str | None = None,
 ):
     """Build the graph of one participant from its inputs.
@@ -96,6 +97,8 @@ def init_participant_wf(
         Threads per node.
     seed : int
         Random seed.
+    decoding : workflows.func.brain_states_wf.DecodingSettings, optional
+        Decode the task conditions of every run with events (``--decode-*``).
     name : str, optional
         Workflow name (default ``sub_<label>_wf``).
 
@@ -151,6 +154,7 @@ def init_participant_wf(
                     denoise_strategy=denoise_strategy,
                     events_file=events,
                     fieldmap=run.fieldmap,
+                    decoding=decoding,
                     omp_nthreads=omp_nthreads,
                     seed=seed,
                     name=part_name,

@@ -12,6 +12,8 @@ block-label permutations (Schreiber & Krekelberg 2013).
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 from nipype.interfaces.utility import IdentityInterface
 from nipype.pipeline import engine as pe
 
@@ -22,6 +24,24 @@ from workflows.func.brain_state_interfaces import DecodeConditions
 
 INPUT_FIELDS = ("bold_std", "bold_std_mask", "confounds", "repetition_time")
 OUTPUT_FIELDS = ("metrics", "patterns", "confusion", "maps", "figure")
+
+
+@dataclass(frozen=True)
+class DecodingSettings:
+    """The user's decoding options (``--decode-*``), passed on to the factory."""
+
+    space: str = "parcels"
+    regions: tuple[str, ...] = ()
+    conditions: tuple[str, ...] = ()
+    models: tuple[str, ...] = decoding_models.MODELS
+    pattern_kind: str = "lss"
+    n_permutations: int = 100
+    device: str = "auto"
+
+    def factory_args(self) -> dict:
+        """Keyword arguments of :func:`init_bold_brain_states_wf`."""
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in asdict(self).items()}
 
 
 def init_bold_brain_states_wf(

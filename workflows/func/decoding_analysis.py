@@ -100,9 +100,11 @@ def analyse(patterns: decoding.Patterns, folds, models, *, n_permutations: int, 
                                                      n_permutations=sequence_permutations,
                                                      seed=seed))
             continue
+        n_null = (min(n_permutations, decoding_models.FOREST_PERMUTATIONS) if model == "rf"
+                  else n_permutations)
         results.append(decoding_models.evaluate_decoder(
             patterns, decoding_models.build_classifier(model, seed), folds, model=model,
-            n_permutations=n_permutations, seed=seed))
+            n_permutations=n_null, seed=seed))
     return results
 
 

@@ -23,6 +23,9 @@ from workflows.func.decoding import Patterns
 
 LINEAR_MODELS = ("linsvm", "logreg")
 MODELS = ("linsvm", "logreg", "rf")
+FOREST_TREES = 100
+FOREST_PERMUTATIONS = 20
+"""The forest's permutation test is capped (each permutation refits every fold's forest)."""
 
 
 class RowSpaceProjection(TransformerMixin, BaseEstimator):
@@ -62,6 +65,7 @@ def build_classifier(name: str, seed: int = 0):
     model, _ = build_model(name, "classification", seed=seed)
     if name in LINEAR_MODELS:
         return make_pipeline(StandardScaler(), RowSpaceProjection(), model)
+    model.set_params(n_estimators=FOREST_TREES)
     return make_pipeline(StandardScaler(), model)
 
 

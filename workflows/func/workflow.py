@@ -110,6 +110,7 @@ def init_func_wf(
     seed: int = 0,
     events_file: str | None = None,
     fieldmap: dict | None = None,
+    decoding=None,
     name: str | None = None,
 ) -> pe.Workflow:
     """Build the workflow of one BOLD run.
@@ -140,6 +141,9 @@ def init_func_wf(
         "magnitude": path (magnitude1), "metadata": phasediff sidecar}``. Used for
         susceptibility distortion correction when the run's sidecar has
         ``PhaseEncodingDirection`` and a readout time; otherwise skipped with a note.
+    decoding : workflows.func.brain_states_wf.DecodingSettings, optional
+        With ``events_file``: decode the task conditions (sub-workflow
+        :func:`~workflows.func.brain_states_wf.init_bold_brain_states_wf`, first atlas).
     name : str, optional
         Workflow name (default from the BOLD file name).
 
@@ -256,6 +260,20 @@ def init_func_wf(
     if events_file:
         _connect_glm(workflow, bold_file=bold_file, output_dir=output_dir,
                      events_file=events_file)
+    if events_file and decoding is not None:
+        from workflows.func.brain_states_wf import init_bold_brain_states_wf
+
+        brain_states_wf = init_bold_brain_states_wf(
+            bold_file=bold_file, events_file=events_file, output_dir=output_dir,
+            atlas=atlases[0], std_resolution=STD_RESOLUTION, seed=seed,
+            **decoding.factory_args())
+        workflow.connect([
+            (resample_std, brain_states_wf, [("out_file", "inputnode.bold_std"),
+                                             ("mask_file", "inputnode.bold_std_mask")]),
+            (confounds, brain_states_wf, [("confounds_file", "inputnode.confounds")]),
+            (bold_reference, brain_states_wf, [("repetition_time",
+                                                "inputnode.repetition_time")]),
+        ])
     return workflow
 
 

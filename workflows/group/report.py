@@ -187,6 +187,7 @@ def render_group_report(
     classifiers: list[ClassifierSummary],
     notes: list[str],
     qc_dashboard: str = "",
+    brain_states: str = "",
 ) -> Path:
     """Write ``group.html``.
 
@@ -209,6 +210,9 @@ def render_group_report(
     qc_dashboard : str
         HTML of the quality-control section
         (:func:`workflows.group.qc_dashboard.render_qc_dashboard`).
+    brain_states : str
+        HTML of the decoding and connectivity-states section
+        (:func:`workflows.group.states.render_brain_states`).
 
     Returns
     -------
@@ -274,6 +278,8 @@ def render_group_report(
             body += _img(c.figure, f"{c.feature_set} {c.model}")
             body += "".join(_img(f, f"{c.feature_set} {c.model} maps") for f in c.extra_figures)
         sections.append(_section("Prediction", body))
+    if brain_states:
+        sections.append(_section("Brain states", brain_states))
     if notes:
         items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
         sections.append(_section("Notes", f"<ul>{items}</ul>"))

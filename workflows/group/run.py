@@ -35,6 +35,7 @@ from workflows.group.classify import (
     site_predictability,
 )
 from workflows.group.collect import KEY_COLUMNS
+from workflows.group.decoding import group_decoding, sites_of
 from workflows.group.graph import graph_metrics_table
 from workflows.group.harmonize import ComBat
 from workflows.group.image_evaluation import run_image_models
@@ -54,6 +55,7 @@ from workflows.group.phenotype import (
 )
 from workflows.group.qc import apply_exclusions, run_qc
 from workflows.group.qc_dashboard import render_qc_dashboard
+from workflows.group.states import dynamic_state_features, render_brain_states
 from workflows.group.report import (
     ClassifierSummary,
     SiteEffect,
@@ -321,6 +323,9 @@ def run_group(
     voxel_inputs: Sequence[str] = (),
     image_models: Sequence[str] = ("sfcn", "vit"),
     voxel_downsample: int = 1,
+    dfc_states: int = 4,
+    dfc_window: float = 44.0,
+    dfc_step: float = 2.0,
 ) -> Path:
     """Run the group level on the participant derivatives in ``output_dir``.
 
@@ -372,6 +377,9 @@ def run_group(
         Image models trained on each kind of map (``--image-models``).
     voxel_downsample : int
         Block-average factor of the maps (2: 2 mm -> 4 mm).
+    dfc_states, dfc_window, dfc_step : int, float, float
+        Dynamic connectivity states (k; 0 skips), sliding-window length and step (s)
+        (:mod:`workflows.group.states`).
 
     qc_exclude : str or pathlib.Path
         ``--qc-exclude``: ``auto``, ``none`` or a TSV of exclusions
@@ -421,6 +429,15 @@ def run_group(
         )
 
     sets = _feature_sets(data)
+    state_tables, state_figures = ({}, []) if not dfc_states else dynamic_state_features(
+        output_dir, group_dir, n_states=dfc_states, window_s=dfc_window, step_s=dfc_step,
+        seed=seed, notes=notes)
+    for name, table in state_tables.items():
+        sets[name] = (table[KEY_COLUMNS],
+                      table.drop(columns=KEY_COLUMNS).set_index(row_labels(table)))
+    decoded = group_decoding(output_dir, group_dir, sites=sites_of(cohort, harmonize_by),
+                             n_permutations=n_permutations, seed=seed, notes=notes)
+    states_html = render_brain_states(state_tables, state_figures, decoded)
     covars = cohort.set_index(row_labels(cohort))
     head_size = add_head_size(data, covars, notes)
     types = {"categorical": columns.categorical, "continuous": columns.continuous}
@@ -493,4 +510,5 @@ def run_group(
         classifiers=summaries,
         notes=notes,
         qc_dashboard=render_qc_dashboard(quality, group_dir / "figures"),
+        brain_states=states_html,
     )

@@ -232,3 +232,27 @@ def dynamic_state_features(
         figures.append(str(written["figure"]))
         tables[f"func_task-{task}_atlas-{atlas}_states"] = table
     return tables, figures
+
+
+def render_brain_states(state_tables: dict[str, pd.DataFrame], figures: list[str],
+                        decoded: pd.DataFrame) -> str:
+    """HTML of the group report's brain-states section (empty when there is nothing)."""
+    import html
+
+    parts = []
+    if not decoded.empty:
+        columns = ["task", "atlas", "patterns", "cv", "scope", "model", "balanced_accuracy",
+                   "chance", "permutation_p", "n_folds", "n_samples"]
+        parts.append("<h3>Decoding task conditions</h3><p>lopo/loso: leave one participant/"
+                     "site out (features z-scored within participant); loro: leave one run "
+                     "out within a participant. Permutations shuffle block labels within "
+                     "participants.</p>" + decoded[columns].to_html(index=False,
+                                                                  float_format="%.3f"))
+    for (name, table), figure in zip(state_tables.items(), figures, strict=True):
+        occupancy = table.filter(like="fractional_occupancy").mean().rename("mean")
+        parts.append(f"<h3>{html.escape(name)}</h3><p>Connectivity states (k-means of tapered "
+                     f"sliding-window correlations across {len(table)} participant-sessions, "
+                     "Allen et al. 2014); centroids in group/states/.</p>"
+                     f"<img src='figures/{html.escape(Path(figure).name)}' alt='{name}'>"
+                     + occupancy.to_frame().to_html(float_format="%.3f"))
+    return "".join(parts)

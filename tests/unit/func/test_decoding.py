@@ -37,13 +37,19 @@ def block_events(n_repeats: int = 3, trials_per_block: int = 16, rest_s: float =
 
 
 def synthetic_run(events: pd.DataFrame, *, n_features: int = 30, pattern_amplitude: float = 1.0,
-                  rho: float = 0.9, noise: float = 1.0, seed: int = 0):
-    """BOLD-like series: shared task response + planted condition patterns + AR(1) noise."""
+                  rho: float = 0.9, noise: float = 1.0, seed: int = 0,
+                  pattern_seed: int | None = None):
+    """BOLD-like series: shared task response + planted condition patterns + AR(1) noise.
+
+    ``pattern_seed`` draws the condition patterns (default ``seed``); participants given
+    one ``pattern_seed`` share their patterns.
+    """
     rng = np.random.default_rng(seed)
     n_volumes = int(np.ceil((events["onset"].max() + 20.0) / TR))
     regressors = decoding.trial_regressors(events, n_volumes, TR)
     shared = rng.normal(1.0, 0.2, n_features)
-    patterns = {c: rng.standard_normal(n_features) for c in CONDITIONS}
+    pattern_rng = rng if pattern_seed is None else np.random.default_rng(pattern_seed)
+    patterns = {c: pattern_rng.standard_normal(n_features) for c in CONDITIONS}
     planted = np.stack([patterns[c] for c in events["trial_type"]])
     signal = regressors @ (shared[None, :] + pattern_amplitude * planted)
     innovations = rng.standard_normal((n_volumes, n_features)) * noise
