@@ -55,7 +55,6 @@ from workflows.group.phenotype import (
 )
 from workflows.group.qc import apply_exclusions, run_qc
 from workflows.group.qc_dashboard import render_qc_dashboard
-from workflows.group.states import dynamic_state_features, render_brain_states
 from workflows.group.report import (
     ClassifierSummary,
     SiteEffect,
@@ -64,6 +63,7 @@ from workflows.group.report import (
     plot_pca_by_site,
     render_group_report,
 )
+from workflows.group.states import dynamic_state_features, render_brain_states
 
 TORCH_MODELS = ("mlp", "brainnetcnn")
 #: The default phenotype columns: roles found through aliases, skipped with a note if absent.
