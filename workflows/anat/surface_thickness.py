@@ -155,8 +155,8 @@ def regional_surface_measures(hemispheres: dict[str, tuple[np.ndarray, np.ndarra
     atlas : numpy.ndarray
         Integer atlas on the grid of ``affine``.
     cortex : numpy.ndarray
-        Boolean cortical voxels (e.g. thickness map > 0): only their atlas labels are
-        sampled onto the vertices.
+        Boolean cortical voxels (e.g. thickness map > 0): each takes the label of the
+        nearest atlas voxel, and only they are sampled onto the vertices.
     affine : numpy.ndarray
         Voxel-to-world matrix.
     index : numpy.ndarray
@@ -169,7 +169,7 @@ def regional_surface_measures(hemispheres: dict[str, tuple[np.ndarray, np.ndarra
         (area-weighted mean of vertex thickness, FreeSurfer's ``ThickAvg``) per index;
         NaN thickness where a region has no vertex.
     """
-    cortical_labels = np.where(cortex, atlas, 0).astype(np.int64)
+    cortical_labels = _labels_on_cortex(atlas, cortex, affine)
     area = np.zeros(len(index))
     weighted = np.zeros(len(index))
     for vertices, faces, thickness in hemispheres.values():
@@ -183,6 +183,26 @@ def regional_surface_measures(hemispheres: dict[str, tuple[np.ndarray, np.ndarra
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(area > 0, weighted / area, np.nan)
     return {"surface_area_mm2": area, "surface_thickness_mean_mm": mean}
+
+
+def _labels_on_cortex(atlas: np.ndarray, cortex: np.ndarray, affine: np.ndarray,
+                      max_distance: float = 10.0) -> np.ndarray:
+    """Give each cortical voxel the label of the nearest atlas voxel (within ``max_distance``).
+
+    A template atlas warped to the subject is a ribbon that misses parts of the subject's
+    own cortex by a few millimetres; labelling the subject's cortex from it keeps those
+    parts in their region instead of in none.
+    """
+    out = np.zeros(atlas.shape, dtype=np.int64)
+    if not cortex.any() or not (atlas > 0).any():
+        return out
+    box = bounding_box(cortex, margin=int(np.ceil(max_distance)))
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(0))
+    distance, nearest = ndimage.distance_transform_edt(atlas[box] <= 0, sampling=spacing,
+                                                       return_indices=True)
+    filled = atlas[box][tuple(nearest)]
+    out[box] = np.where(cortex[box] & (distance <= max_distance), filled, 0)
+    return out
 
 
 def global_surface_measures(hemispheres: dict[str, tuple[np.ndarray, ...]]) -> dict[str, float]:
