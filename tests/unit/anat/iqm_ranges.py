@@ -29,6 +29,12 @@ T1W_RANGES = {
     "inu_range": (0.0, 1.0),
 }
 FWHM_VOXELS = (1.5, 6.0)
+KNOWN_DEVIATIONS = {
+    # sub-02 is a 2 mm Siemens XA30 test acquisition whose scalp fat and vessels reach
+    # four times the WM intensity: the 99.95th percentile is not brain. Asserted to stay
+    # below the range, so that a change of behaviour shows.
+    ("02", "wm2max"): "below",
+}
 AIR_METRICS = ("cnr", "fber", "snrd_total", "qi_1")
 
 
@@ -40,6 +46,9 @@ def check_t1w_iqms(anat: Path, sub: str, stripped: bool, voxel_mm: float) -> dic
     for metric, (low, high) in T1W_RANGES.items():
         if iqms[metric] is None:  # no air noise to measure: said so, never silently
             assert metric in AIR_METRICS and "exact zeros" in notes[0], (sub, metric)
+            continue
+        if KNOWN_DEVIATIONS.get((sub, metric)) == "below":
+            assert iqms[metric] < low, (sub, metric, iqms[metric])
             continue
         assert low <= iqms[metric] <= high, (sub, metric, iqms[metric])
     if stripped:  # a skull-stripped input has no air
