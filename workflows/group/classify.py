@@ -10,11 +10,8 @@ site it never saw. The permutation test repeats the whole nested procedure on
 labels shuffled within sites, so that a label that is unbalanced across sites
 cannot make a null model look significant.
 
-Examples
---------
->>> result = evaluate_model(features, participants["diagnosis"], covars=participants,
-...                         model="logreg", site_col="site", covariates=["age", "sex"])
->>> result.metrics
+Runnable examples: :func:`evaluate_model`, :func:`site_predictability`,
+:class:`~workflows.group.classify_combat.FoldComBat`.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from sklearn.metrics import get_scorer
 from sklearn.model_selection import GroupKFold, KFold, ParameterGrid, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 #: Rows per chunk of the streaming statistics (about 40 MB of float64 for 80,000 columns).
 CHUNK_ROWS = 64
@@ -144,21 +144,15 @@ class UnivariateScreen(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y):
         """Score every feature on the training rows and choose the ``k`` best."""
+        X, y = validate_data(self, X, y, dtype=None, ensure_min_features=1)
         self.scores_ = f_statistics(X, y, task=self.task)
-        self.n_features_in_ = self.scores_.size
         self.support_ = top_k_support(self.scores_, self.k)
         return self
 
     def transform(self, X) -> np.ndarray:
         """Return the kept columns."""
         check_is_fitted(self, "support_")
-        values = _values(X)
-        if values.ndim != 2 or values.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {values.shape[-1]} features, but UnivariateScreen is expecting "
-                f"{self.n_features_in_} features as input"
-            )
-        return values[:, self.support_]
+        return validate_data(self, X, reset=False, dtype=None)[:, self.support_]
 
     def get_support(self, indices: bool = False) -> np.ndarray:
         """Boolean mask (or indices) of the kept features, as scikit-learn selectors do."""
@@ -304,6 +298,7 @@ class NestedGridSearch(MetaEstimatorMixin, BaseEstimator):
 
     def predict(self, X, **params):
         """Predictions of the refitted best pipeline (``params`` routed, e.g. ``covars=``)."""
+        check_is_fitted(self, "best_estimator_")
         with routing():
             return self.best_estimator_.predict(X, **params)
 

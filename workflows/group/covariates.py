@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from brainscale.errors import InputDataError
 
@@ -31,6 +32,8 @@ def covariates_of(X, covars, columns: list) -> tuple[pd.DataFrame, pd.DataFrame]
     ``covars`` omitted: the ``columns`` of ``X`` (names, or integer positions of an
     array) are the covariates, and the other columns the features.
     """
+    if sparse.issparse(X):
+        raise TypeError("sparse input is not supported: harmonization needs dense features")
     if covars is None:
         if isinstance(X, pd.DataFrame):
             absent = [c for c in columns if c not in X.columns]

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 
@@ -137,7 +139,7 @@ class _TorchEstimator(BaseEstimator):
             self.label_encoder_ = LabelEncoder().fit(y)
             self.classes_ = self.label_encoder_.classes_
             if len(self.classes_) < 2:
-                raise ValueError("classification needs at least two classes in y")
+                raise ValueError("classification needs at least two classes in y, got 1 class")
             encoded = self.label_encoder_.transform(y)
             counts = np.bincount(encoded, minlength=len(self.classes_))
             self.class_weight_ = len(encoded) / (len(counts) * np.maximum(counts, 1))
@@ -149,7 +151,10 @@ class _TorchEstimator(BaseEstimator):
 
     def fit(self, X, y):
         """Train the network on feature rows ``X`` and targets ``y``; returns ``self``."""
-        features = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        X, y = validate_data(self, X, y, dtype=np.float32, y_numeric=not self._is_classifier)
+        if self._is_classifier:
+            check_classification_targets(y)
+        features = torch.as_tensor(X)
         targets, n_outputs = self._targets(np.asarray(y))
         self.n_features_in_ = features.shape[1]
         torch.manual_seed(self.seed)
@@ -189,7 +194,8 @@ class _TorchEstimator(BaseEstimator):
         return self
 
     def _outputs(self, X) -> np.ndarray:
-        features = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        check_is_fitted(self, "network_")
+        features = torch.as_tensor(validate_data(self, X, reset=False, dtype=np.float32))
         outputs = []
         with torch.no_grad():
             for start in range(0, len(features), self.batch_size):
@@ -221,7 +227,8 @@ class _TorchClassifier(ClassifierMixin, _TorchEstimator):
 
     def predict(self, X) -> np.ndarray:
         """Return the most probable class of each row."""
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]
 
 
 class _TorchRegressor(RegressorMixin, _TorchEstimator):
