@@ -13,6 +13,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bids_app.reports.decoding import decoding_html
 from bids_app.reports.qc_summary import qc_summary_html
 from brainscale import __version__
 from brainscale.derivatives import atomic_write, parse_entities
@@ -146,6 +147,7 @@ def render_participant_report(
             caption = _caption(path) or path.name
             parts.append(f"<figure><img src='{esc(rel)}' alt='{esc(path.name)}' loading='lazy'>"
                          f"<figcaption>{esc(caption)}</figcaption></figure>")
+    parts.append(decoding_html(output_dir, subject))
     text, references = methods_text(config)
     parts.append("<h2 id='methods'>Methods</h2>")
     parts += [f"<p>{esc(p)}</p>" for p in text.split("\n\n")]

@@ -38,7 +38,7 @@ class _DecodeInputSpec(BaseInterfaceInputSpec):
     conditions = traits.List(traits.Str, desc="trial types to decode (empty: all)")
     models = traits.List(traits.Str, value=list(decoding_models.MODELS), usedefault=True)
     pattern_kind = traits.Enum("lss", "block", usedefault=True)
-    n_folds = traits.Int(5, usedefault=True)
+    n_folds = traits.Int(0, usedefault=True, desc="folds of a single run (0: from the design)")
     gap_s = traits.Float(decoding.HRF_LENGTH_S, usedefault=True)
     n_permutations = traits.Int(100, usedefault=True)
     seed = traits.Int(0, usedefault=True)
@@ -80,7 +80,7 @@ class DecodeConditions(SimpleInterface):
         models = [m for m in inputs.models if m != SEQUENCE_MODEL or space.kind == "parcels"]
         analysis = decode_runs([run], feature_names=space.names, kind=inputs.pattern_kind,
                                conditions=list(inputs.conditions) or None, models=models,
-                               n_folds=inputs.n_folds, gap_s=inputs.gap_s,
+                               n_folds=inputs.n_folds or None, gap_s=inputs.gap_s,
                                n_permutations=inputs.n_permutations, seed=inputs.seed,
                                device=inputs.device)
         self._results["metrics_file"] = _tsv(analysis.metrics(), out_path(runtime, "metrics.tsv"))

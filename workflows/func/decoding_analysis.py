@@ -108,9 +108,20 @@ def analyse(patterns: decoding.Patterns, folds, models, *, n_permutations: int, 
     return results
 
 
+def default_n_folds(patterns: decoding.Patterns) -> int:
+    """Folds of a single run: the blocks of the least repeated condition, within 2-5.
+
+    Every fold then can hold one block of each condition while the others train on the
+    remaining repetitions (a one-back localizer with two blocks per category: halves).
+    """
+    blocks = pd.DataFrame({"label": patterns.labels, "block": patterns.blocks})
+    repeats = blocks.drop_duplicates().groupby("label").size().min()
+    return int(np.clip(repeats, 2, 5))
+
+
 def decode_runs(runs: list[RunData], *, feature_names: list[str], kind: str = "lss",
                 conditions: list[str] | None = None, models=decoding_models.MODELS,
-                n_folds: int = 5, gap_s: float = decoding.HRF_LENGTH_S,
+                n_folds: int | None = None, gap_s: float = decoding.HRF_LENGTH_S,
                 n_permutations: int = 100, seed: int = 0, device: str = "auto"
                 ) -> DecodingAnalysis:
     """Decode the conditions of one participant's runs of a task.
@@ -128,8 +139,8 @@ def decode_runs(runs: list[RunData], *, feature_names: list[str], kind: str = "l
         Among :data:`ALL_MODELS`; ``tcn`` (the sequence model) sees the time series
         windows after each onset and is tested by the same folds (its permutation test
         is skipped: it would refit the network ``n_permutations`` times).
-    n_folds, gap_s : int, float
-        Contiguous folds of a single run and their gap (s).
+    n_folds, gap_s : int or None, float
+        Contiguous folds of a single run (default :func:`default_n_folds`) and their gap (s).
     n_permutations : int
         Block permutations per linear/forest model.
     seed : int
@@ -142,6 +153,8 @@ def decode_runs(runs: list[RunData], *, feature_names: list[str], kind: str = "l
     """
     patterns, _ = run_patterns(runs, kind=kind, conditions=conditions,
                                feature_names=feature_names)
+    if n_folds is None:
+        n_folds = default_n_folds(patterns)
     folds = decoding.time_respecting_folds(patterns, n_folds=n_folds, gap_s=gap_s)
     windows = sequence_windows(runs, patterns) if SEQUENCE_MODEL in models else None
     results = analyse(patterns, folds, models, n_permutations=n_permutations, seed=seed,

@@ -129,3 +129,30 @@ def n_nonsteady_from_confounds(confounds: pd.DataFrame) -> int:
         return 0
     flagged = confounds[columns].fillna(0).to_numpy().sum(axis=1) > 0
     return int(np.argmin(flagged)) if not flagged.all() else len(flagged)
+
+
+def atlas_on_native_grid(atlas: nib.Nifti1Image, shape, affine: np.ndarray,
+                         template_to_native: np.ndarray) -> np.ndarray:
+    """Atlas labels on a native BOLD grid (nearest neighbour).
+
+    Parameters
+    ----------
+    atlas : nibabel.Nifti1Image
+        Template-space label image.
+    shape, affine
+        The native grid.
+    template_to_native : numpy.ndarray of shape (4, 4)
+        RAS matrix mapping a template point to the native point
+        (:func:`workflows.func.registration.register_boldref` with the template fixed).
+
+    Returns
+    -------
+    numpy.ndarray of int
+    """
+    from scipy import ndimage
+
+    ijk = np.indices(shape[:3]).reshape(3, -1)
+    world = affine @ np.vstack([ijk, np.ones(ijk.shape[1])])
+    voxels = np.linalg.inv(atlas.affine) @ np.linalg.inv(template_to_native) @ world
+    labels = ndimage.map_coordinates(np.asarray(atlas.dataobj), voxels[:3], order=0)
+    return labels.reshape(shape[:3]).astype(np.int64)

@@ -1,0 +1,124 @@
+"""The decoding sub-workflow end to end on a synthetic template-space run, and its wiring.
+
+Truth: condition patterns planted per Desikan-Killiany parcel in a template-space BOLD
+series are decoded above chance by the workflow; the outputs carry BIDS-Derivatives
+names and sidecars; the weight maps are template-space NIfTI images with one volume per
+condition and the parcel weights painted on the parcel's voxels.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.unit.func.test_decoding import TR, block_events
+from workflows.func import decoding
+from workflows.func.decoding_features import _atlas_on_grid
+from workflows.func.motion import MOTION_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def synthetic_task_run(tmp_path_factory):
+    from brainscale.resources import get_atlas
+    from tests.unit.func.synthetic import template_grid
+
+    root = tmp_path_factory.mktemp("decoding_wf")
+    _, _, shape, affine = template_grid(voxel_mm=6.0)
+    atlas = get_atlas("DesikanKilliany")
+    labels = _atlas_on_grid(atlas.load(), shape, affine)
+    events = block_events(n_repeats=3)
+    n_volumes = int(np.ceil((events["onset"].max() + 20.0) / TR))
+    regressors = decoding.trial_regressors(decoding.select_events(events), n_volumes, TR)
+    rng = np.random.default_rng(0)
+    n_parcels = len(atlas.labels)
+    patterns = {c: rng.standard_normal(n_parcels) for c in events["trial_type"].unique()}
+    amplitude = np.stack([1.0 + patterns[c] for c in decoding.select_events(events)["trial_type"]])
+    parcel_signal = regressors @ amplitude  # (T, parcels)
+    lookup = np.zeros((n_volumes, labels.max() + 1))
+    lookup[:, atlas.labels["index"].to_numpy()] = parcel_signal
+    data = 100.0 + np.moveaxis(lookup[:, labels], 0, -1)
+    data += rng.standard_normal(data.shape) * 2.0
+    bold_file = root / "sub-01_task-loc_bold.nii.gz"
+    nib.save(nib.Nifti1Image(data.astype(np.float32), affine), bold_file)
+    nib.save(nib.Nifti1Image((labels > 0).astype(np.uint8), affine), root / "mask.nii.gz")
+    events.to_csv(root / "sub-01_task-loc_events.tsv", sep="\t", index=False)
+    pd.DataFrame(np.zeros((n_volumes, 6)), columns=list(MOTION_COLUMNS)).to_csv(
+        root / "confounds.tsv", sep="\t", index=False)
+    return root, bold_file
+
+
+@pytest.mark.slow
+def test_decoding_workflow_writes_bids_outputs_and_decodes(synthetic_task_run):
+    from workflows.func.brain_states_wf import init_bold_brain_states_wf
+
+    root, bold_file = synthetic_task_run
+    out = root / "out"
+    wf = init_bold_brain_states_wf(
+        bold_file=str(bold_file), events_file=str(root / "sub-01_task-loc_events.tsv"),
+        output_dir=str(out), atlas="DesikanKilliany", models=["logreg", "rf"],
+        n_permutations=9)
+    wf.base_dir = str(root / "work")
+    wf.inputs.inputnode.bold_std = str(bold_file)
+    wf.inputs.inputnode.bold_std_mask = str(root / "mask.nii.gz")
+    wf.inputs.inputnode.confounds = str(root / "confounds.tsv")
+    wf.inputs.inputnode.repetition_time = TR
+    wf.run()
+    func = out / "sub-01" / "func"
+    metrics = pd.read_csv(func / "sub-01_task-loc_atlas-DesikanKilliany_desc-decoding_metrics.tsv",
+                          sep="\t").set_index("model")
+    assert (metrics["balanced_accuracy"] > 0.6).all()
+    assert metrics.loc["logreg", "permutation_p"] == pytest.approx(0.1)
+    sidecar = json.loads((func / "sub-01_task-loc_atlas-DesikanKilliany_desc-decoding_"
+                          "metrics.json").read_text())
+    assert sidecar["Conditions"] == sorted(["body", "face", "house", "object"])
+    assert "Sources" in sidecar
+    assert (func / "sub-01_task-loc_atlas-DesikanKilliany_desc-lss_patterns.tsv").is_file()
+    assert (func / "sub-01_task-loc_atlas-DesikanKilliany_model-logreg_desc-confusion_"
+                   "metrics.tsv").is_file()
+    weights = pd.read_csv(func / "sub-01_task-loc_atlas-DesikanKilliany_model-logreg_desc-"
+                          "weights_metrics.tsv", sep="\t")
+    weight_map = nib.load(func / "sub-01_task-loc_space-MNI152NLin2009aSym_res-2_atlas-"
+                          "DesikanKilliany_model-logreg_stat-weight_statmap.nii.gz")
+    assert weight_map.shape[-1] == 4  # one volume per condition, in Conditions order
+    importance = nib.load(func / "sub-01_task-loc_space-MNI152NLin2009aSym_res-2_atlas-"
+                          "DesikanKilliany_model-rf_stat-importance_statmap.nii.gz")
+    assert importance.ndim == 3
+    # the map paints each parcel's weight on its voxels
+    data = weight_map.get_fdata()
+    first = weights.iloc[0]
+    voxel = np.argwhere(np.abs(data[..., 0] - first["body"]) < 1e-5)
+    assert len(voxel) > 0
+    assert (out / "sub-01" / "figures" / "sub-01_task-loc_desc-decoding_bold.svg").is_file()
+
+
+def test_func_workflow_wires_decoding_only_when_asked(ds_real_mini_or_examples):
+    from workflows.func.brain_states_wf import DecodingSettings
+    from workflows.func.workflow import init_func_wf
+
+    bold, events = ds_real_mini_or_examples
+    meta = {"RepetitionTime": 2.0}
+    plain = init_func_wf(bold_file=str(bold), metadata=meta, has_anat=False, output_dir="/tmp/o",
+                         atlases=["DesikanKilliany"], events_file=str(events))
+    assert "bold_brain_states_wf" not in plain.list_node_names()[0] and not any(
+        n.startswith("bold_brain_states_wf") for n in plain.list_node_names())
+    wf = init_func_wf(bold_file=str(bold), metadata=meta, has_anat=False, output_dir="/tmp/o",
+                      atlases=["DesikanKilliany"], events_file=str(events),
+                      decoding=DecodingSettings(space="voxels", regions=("fusiform",)))
+    names = wf.list_node_names()
+    assert "bold_brain_states_wf.decode" in names and "bold_brain_states_wf.ds_maps" in names
+    decode = wf.get_node("bold_brain_states_wf.decode")
+    assert decode.inputs.space == "voxels" and decode.inputs.regions == ["fusiform"]
+
+
+@pytest.fixture
+def ds_real_mini_or_examples(tmp_path):
+    """A BOLD path and events file for graph building (the files are not read)."""
+    bold = tmp_path / "sub-01_task-loc_bold.nii.gz"
+    bold.touch()
+    events = tmp_path / "sub-01_task-loc_events.tsv"
+    events.write_text("onset\tduration\ttrial_type\n0\t1\ta\n")
+    return bold, events
