@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
@@ -73,6 +75,25 @@ def outer_splits(cv, y: np.ndarray, groups: np.ndarray | None, task: str, seed: 
     return type(cv).__name__, list(cv.split(np.zeros((len(y), 1)), y, groups))
 
 
+def fold_workers(n_jobs: int, table_bytes: int, *, copies: float = 3.0) -> int:
+    """Return how many outer folds may run at once without exhausting memory.
+
+    Each worker holds about ``copies`` x the feature table (a fold's harmonized training
+    and test rows, the screened and scaled columns); the workers together get at most
+    half of the memory available now. ``n_jobs`` -1 means all cores.
+
+    >>> fold_workers(8, 1024)
+    8
+    """
+    wanted = (os.cpu_count() or 1) if n_jobs in (-1, 0) else max(1, int(n_jobs))
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return wanted
+    fits = int(0.5 * available // max(copies * table_bytes, 1))
+    return max(1, min(wanted, fits))
+
+
 def permute_within(y: np.ndarray, groups: np.ndarray | None, rng) -> np.ndarray:
     """Return ``y`` shuffled within each group (the whole vector when ``groups`` is None)."""
     permuted = y.copy()
@@ -116,6 +137,10 @@ def _fit_predict(search, X, y, train, test, groups, params, task, positive):
     return test, y_pred, scores
 
 
+def _nbytes(X) -> int:
+    return int(X.memory_usage(index=False).sum()) if hasattr(X, "memory_usage") else X.nbytes
+
+
 def nested_predictions(
     search, X, y, splits, task, *, groups=None, params=None, positive=None, n_jobs=1
 ):
@@ -151,7 +176,7 @@ def nested_predictions(
     y_pred = np.empty(len(y), dtype=object if task == "classification" else float)
     scores, folds = None, np.empty(len(y), dtype=int)
     fold_of = {id(test): fold for fold, (_, test) in enumerate(splits)}
-    results = Parallel(n_jobs=n_jobs)(
+    results = Parallel(n_jobs=fold_workers(n_jobs, _nbytes(X)))(
         delayed(_fit_predict)(search, X, y, train, test, groups, params, task, positive)
         for train, test in splits
     )
@@ -189,6 +214,7 @@ def top_features(final_model: Pipeline, names: list[str]) -> pd.DataFrame:
 __all__ = [
     "LEAVE_SITE_OUT",
     "decision_scores",
+    "fold_workers",
     "nested_predictions",
     "outer_splits",
     "permute_within",

@@ -15,7 +15,9 @@ therefore goes fold by fold and, inside a fold, over all label vectors at once:
 - folds run in parallel (``n_jobs`` joblib workers; the feature table is memory-mapped,
   not copied), with a progress bar on a terminal;
 - only the scaling and the model fits, which depend on each vector's selected
-  features, run once per vector.
+  features, run once per vector; the candidates of the inner grid are fitted along
+  the regularization path with warm starts
+  (:func:`~workflows.group.classify_search.fit_candidates`, also used by the plain loop).
 
 Every step is the plain loop's, on the same rows with the same parameters, so the
 predictions, and hence the p-values, are those of the plain loop (tested). Memory:
@@ -33,9 +35,11 @@ from sklearn.model_selection import ParameterGrid
 from tqdm.auto import tqdm
 
 from workflows.group.classify_combat import float_values
+from workflows.group.classify_cv import fold_workers
 from workflows.group.classify_search import (
     NestedGridSearch,
     f_statistics_many,
+    fit_candidates,
     subset_params,
     top_k_support,
 )
@@ -109,11 +113,12 @@ def _fold_predictions(search: NestedGridSearch, X, labels, train, test, groups, 
                     scaler = clone(scale)
                     fit_rows = scaler.fit_transform(_columns(data.train, support))
                     held_out = scaler.transform(_columns(data.test, support))
-                    for index, candidate in enumerate(candidates):
-                        fitted = clone(model).set_params(**candidate)
-                        fitted.fit(fit_rows, y_train[vector, inner_train])
+                    fitted = fit_candidates(
+                        model, candidates, fit_rows, y_train[vector, inner_train]
+                    )
+                    for index, candidate_model in enumerate(fitted):
                         scores[vector, index, split] = scorer(
-                            fitted, held_out, y_train[vector, inner_test]
+                            candidate_model, held_out, y_train[vector, inner_test]
                         )
         best = [candidates[int(np.argmax(row.mean(axis=1)))] for row in scores]
     data = _FoldData(harmonizer, X, train, test, params, n_rows)
@@ -165,7 +170,8 @@ def permuted_predictions(
     params : dict, optional
         Metadata for the pipeline steps (``covars=``).
     n_jobs : int
-        Parallel workers (folds); -1: all cores.
+        Parallel workers (folds); -1: all cores. Fewer run when the memory available
+        cannot hold a fold per worker (:func:`~workflows.group.classify_cv.fold_workers`).
     progress : bool or None
         Progress bar over folds; ``None``: only on a terminal.
 
@@ -197,7 +203,9 @@ def permuted_predictions(
         delayed(_fold_predictions)(search, X, labels, train, test, groups, params)
         for train, test in splits
     )
-    results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks)
+    table_bytes = X.memory_usage(index=False).sum() if hasattr(X, "memory_usage") else X.nbytes
+    workers = fold_workers(n_jobs, int(table_bytes))
+    results = Parallel(n_jobs=workers, return_as="generator_unordered")(tasks)
     bar = tqdm(
         results,
         total=len(splits),
