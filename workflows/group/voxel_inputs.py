@@ -127,6 +127,9 @@ class VoxelData:
         Voxel-to-MNI affine of the mask grid.
     rows : pandas.DataFrame
         ``participant_id``, ``session_id`` (and ``source``) of each row.
+    stem : pathlib.Path or None
+        Where :func:`gather_voxel_maps` wrote it: a pickle (joblib workers, saved
+        pipelines) then holds the path, not the values, and reopens the memory map.
     """
 
     values: np.ndarray
@@ -134,10 +137,22 @@ class VoxelData:
     affine: np.ndarray
     rows: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    stem: Path | None = None
 
     def __deepcopy__(self, memo):
         """Share the (read-only) data: scikit-learn's ``clone`` must not copy a memory map."""
         return self
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self.stem is not None:
+            state["values"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.values is None:
+            self.values = np.load(f"{self.stem}.npy", mmap_mode="r")
 
     @property
     def labels(self) -> pd.Index:
@@ -173,7 +188,7 @@ class VoxelData:
         rows = pd.read_csv(f"{stem}_rows.tsv", sep="\t", dtype=str, keep_default_na=False)
         meta = json.loads(Path(f"{stem}.json").read_text())
         return cls(np.load(f"{stem}.npy", mmap_mode="r"), np.asarray(mask_img.dataobj) > 0,
-                   mask_img.affine, rows, list(meta.get("Notes", [])))
+                   mask_img.affine, rows, list(meta.get("Notes", [])), stem)
 
 
 def _load_map(path: str, grid: tuple | None) -> tuple[np.ndarray, np.ndarray, bool]:

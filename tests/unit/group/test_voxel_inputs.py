@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import pickle
 
 import nibabel as nib
 import numpy as np
@@ -78,6 +79,10 @@ def test_gathered_rows_are_the_in_mask_voxels_of_each_map(tmp_path):
     np.testing.assert_allclose(back.get_fdata()[mask], volumes["sub-02"][mask], rtol=1e-6)
     assert back.get_fdata()[~mask].max() == 0
     assert copy.deepcopy(reopened) is reopened  # clone() shares the memory map
+    assert reopened.__getstate__()["values"] is None  # pickles hold the path, not the values
+    unpickled = pickle.loads(pickle.dumps(reopened))
+    assert isinstance(unpickled.values, np.memmap)
+    np.testing.assert_array_equal(unpickled.values, reopened.values)
 
 
 def test_block_downsampling_averages_cubes_and_keeps_world_positions():
