@@ -171,7 +171,7 @@ def _save_traceback(output_dir: Path, subject: str, run_uuid: str) -> str:
 
 
 def _decoding_settings(config: Config):
-    """The ``--decode-*`` options as the func workflow's settings (None: no decoding)."""
+    """Return the ``--decode-*`` options as the func workflow's settings (None: no decoding)."""
     wf = config.workflow
     if not wf.decode_conditions:
         return None

@@ -95,7 +95,8 @@ class DecodeConditions(SimpleInterface):
         self._results["map_models"] = [r.model for r in mapped]
         self._results["map_stats"] = [r.weight_kind for r in mapped]
         self._results["weights_files"] = [
-            _tsv(decoding_models.weight_frame(r, space.names), out_path(runtime, f"weights_{r.model}.tsv"))
+            _tsv(decoding_models.weight_frame(r, space.names),
+                 out_path(runtime, f"weights_{r.model}.tsv"))
             for r in mapped]
         self._results["map_files"] = [
             save_image(space.to_image(r.weights).get_fdata(), space.affine,

@@ -64,7 +64,7 @@ class Patterns:
     feature_names: list[str] = field(default_factory=list)
 
     def table(self) -> pd.DataFrame:
-        """Return the patterns as a table: ``run``, ``onset``, ``block``, ``trial_type``, features."""
+        """Return the table: ``run``, ``onset``, ``block``, ``trial_type``, then the features."""
         frame = pd.DataFrame(self.values, columns=self.feature_names)
         frame.insert(0, "trial_type", self.labels)
         frame.insert(0, "block", self.blocks)
@@ -76,7 +76,8 @@ class Patterns:
     def from_table(cls, frame: pd.DataFrame) -> Patterns:
         """Inverse of :meth:`table`."""
         features = [c for c in frame.columns if c not in ("run", "onset", "block", "trial_type")]
-        return cls(frame[features].to_numpy(dtype=float), frame["trial_type"].astype(str).to_numpy(),
+        return cls(frame[features].to_numpy(dtype=float),
+                   frame["trial_type"].astype(str).to_numpy(),
                    frame["onset"].to_numpy(dtype=float), frame["run"].to_numpy(dtype=int),
                    frame["block"].to_numpy(dtype=int), features)
 
@@ -217,7 +218,7 @@ def clean_series(data: np.ndarray, tr: float, *, confounds: np.ndarray | None = 
 
 def onset_windows(data: np.ndarray, onsets: np.ndarray, tr: float, n_timepoints: int, *,
                   confounds: np.ndarray | None = None, n_nonsteady: int = 0) -> np.ndarray:
-    """Cleaned time-series windows starting at each onset, for the sequence model.
+    """Return cleaned time-series windows starting at each onset, for the sequence model.
 
     Volumes past the end of the run are zeros (the mean of the z-scored series), so
     every sample of the patterns gets a window and the folds stay the same.
@@ -268,6 +269,7 @@ def time_respecting_folds(patterns: Patterns, n_folds: int = 5,
     Parameters
     ----------
     patterns : Patterns
+        Samples with their times and runs.
     n_folds : int
         Folds of a single run.
     gap_s : float
@@ -304,15 +306,21 @@ def extract_patterns(data: np.ndarray, events: pd.DataFrame, tr: float, *, kind:
     Parameters
     ----------
     data : numpy.ndarray of shape (n_volumes, n_features)
+        Parcel or voxel time series.
     events : pandas.DataFrame
         From :func:`select_events` (with ``block``).
     tr : float
+        Repetition time (s).
     kind : {"lss", "block"}
+        Trial betas or block means.
     confounds : numpy.ndarray, optional
+        Nuisance columns.
     n_nonsteady : int
+        Leading volumes left out.
     run : int
         Run index recorded in the patterns.
     feature_names : list of str, optional
+        Names of the columns of ``data``.
 
     Returns
     -------

@@ -49,7 +49,7 @@ class DecodingAnalysis:
     results: list[decoding_models.DecodingResult]
 
     def metrics(self) -> pd.DataFrame:
-        """The metrics table, one row per model."""
+        """Return the metrics table, one row per model."""
         return pd.DataFrame([r.summary() for r in self.results])
 
 
@@ -131,6 +131,8 @@ def decode_runs(runs: list[RunData], *, feature_names: list[str], kind: str = "l
     runs : list of RunData
         One or several runs of one task (several: leave one run out).
     feature_names : list of str
+        Names of the series' columns.
+    feature_names : list of str
     kind : {"lss", "block"}
         Trial-wise LSS betas or block averages.
     conditions : list of str, optional
@@ -144,6 +146,7 @@ def decode_runs(runs: list[RunData], *, feature_names: list[str], kind: str = "l
     n_permutations : int
         Block permutations per linear/forest model.
     seed : int
+        Seed of the permutations, forest and network.
     device : str
         Torch device of the sequence model.
 

@@ -87,6 +87,7 @@ def decoding_features(bold: nib.Nifti1Image, mask: nib.Nifti1Image, atlas: nib.N
     atlas_labels : pandas.DataFrame
         ``index`` and ``name`` of the atlas regions.
     space : {"parcels", "voxels"}
+        Parcel means or voxels.
     regions : list of str, optional
         Region-name substrings restricting the features.
 

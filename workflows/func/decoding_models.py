@@ -147,6 +147,7 @@ def evaluate_decoder(patterns: Patterns, estimator, folds, *, model: str = "",
     Parameters
     ----------
     patterns : Patterns
+        Samples, labels, times, runs and blocks.
     estimator : sklearn classifier
         Unfitted (cloned for every fold).
     folds : list of (train, test)
@@ -201,7 +202,8 @@ def confusion_frame(result: DecodingResult) -> pd.DataFrame:
 
 def weight_frame(result: DecodingResult, feature_names: list[str]) -> pd.DataFrame:
     """Return the weights per feature: ``feature`` then one column per class (or ``importance``)."""
-    rows = result.classes if result.weights.shape[0] == len(result.classes) else [result.weight_kind]
+    per_class = result.weights.shape[0] == len(result.classes)
+    rows = result.classes if per_class else [result.weight_kind]
     frame = pd.DataFrame(result.weights.T, columns=rows)
     frame.insert(0, "feature", feature_names)
     return frame

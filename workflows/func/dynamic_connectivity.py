@@ -111,7 +111,7 @@ def window_edges(matrices: np.ndarray) -> np.ndarray:
 
 
 def exemplar_windows(edges: np.ndarray) -> np.ndarray:
-    """Indices of the windows where the variance across edges has a local maximum."""
+    """Return the windows where the variance across edges has a local maximum."""
     spread = edges.var(axis=1)
     peaks = argrelextrema(spread, np.greater)[0]
     return peaks if len(peaks) else np.array([int(np.argmax(spread))])
@@ -202,6 +202,7 @@ def state_metrics(sequence: np.ndarray, n_states: int, step_s: float) -> dict[st
     sequence : numpy.ndarray of int
         State of each window (0-based).
     n_states : int
+        Number of states.
     step_s : float
         Time between windows (s): dwell times are in seconds.
 

@@ -15,8 +15,10 @@ def plot_decoding(results, out_file) -> str:
 
     Parameters
     ----------
-    results : list of workflows.func.decoding.DecodingResult
+    results : list of workflows.func.decoding_models.DecodingResult
+        One per model.
     out_file : path-like
+        Destination SVG.
 
     Returns
     -------
@@ -54,6 +56,7 @@ def plot_state_centroids(centroids: list[np.ndarray], occupancy: np.ndarray, out
     occupancy : numpy.ndarray
         Fraction of all windows in each state.
     out_file : path-like
+        Destination SVG.
 
     Returns
     -------

@@ -121,6 +121,7 @@ def group_decoding(output_dir: Path, group_dir: Path, *, sites: pd.Series | None
     n_permutations : int
         Block permutations within participants.
     seed : int
+        Seed of the permutations and forests.
     notes : list of str, optional
         Receives what could not be decoded and why.
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+
 from workflows.func.decoding_analysis import RunData, decode_runs
 from workflows.func.decoding_features import (
     VENTRAL_TEMPORAL_REGIONS,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import balanced_accuracy_score
 
 from workflows.func import decoding, decoding_models
 from workflows.group.sequence_model import TemporalConvClassifier, flatten_windows

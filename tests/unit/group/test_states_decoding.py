@@ -7,7 +7,6 @@ site above chance; without the patterns it is at chance.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 
