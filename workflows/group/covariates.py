@@ -66,6 +66,37 @@ def covariates_of(X, covars, columns: list) -> tuple[pd.DataFrame, pd.DataFrame]
     return features, covars
 
 
+def validated_tables(
+    features: pd.DataFrame, covars: pd.DataFrame, columns: list[str]
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Check ComBat's feature and covariate tables; return the values and the aligned ``covars``."""
+    if not isinstance(features, pd.DataFrame):
+        features = pd.DataFrame(features)
+    if not isinstance(covars, pd.DataFrame):
+        raise TypeError("ComBat: covars must be a pandas DataFrame")
+    if features.shape[0] == 0 or features.shape[1] == 0:
+        raise ValueError(f"0 sample(s) or feature(s) in an array of shape {features.shape}")
+    absent = [c for c in columns if c not in covars.columns]
+    if absent:
+        raise InputDataError(f"ComBat: covariate column(s) {absent} not in the covariate table")
+    missing_rows = features.index.difference(covars.index)
+    if len(missing_rows):
+        raise InputDataError(
+            f"ComBat: participants {list(missing_rows[:10])} have features but no covariates"
+        )
+    covars = covars.loc[features.index, columns]
+    if covars.isna().any().any():
+        bad = covars.columns[covars.isna().any()].tolist()
+        raise InputDataError(f"ComBat: missing values in covariate column(s) {bad}")
+    values = features.to_numpy()
+    if not np.issubdtype(values.dtype, np.number):
+        raise InputDataError("ComBat: every feature column must be numeric")
+    if not np.isfinite(values).all():
+        bad = features.columns[~np.isfinite(values).all(axis=0)].tolist()
+        raise InputDataError(f"ComBat: missing or infinite values in feature(s) {bad[:10]}")
+    return values, covars
+
+
 def split_covariate_types(
     covars: pd.DataFrame,
     columns: Sequence[str],
@@ -136,4 +167,4 @@ def split_covariate_types(
     return tuple(cat), tuple(cont)
 
 
-__all__ = ["FEW_LEVELS", "covariates_of", "split_covariate_types"]
+__all__ = ["FEW_LEVELS", "covariates_of", "split_covariate_types", "validated_tables"]

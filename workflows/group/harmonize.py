@@ -45,7 +45,7 @@ from workflows.group.combat_estimation import (
     parametric_adjustments,
     parametric_mean_only_adjustment,
 )
-from workflows.group.covariates import covariates_of
+from workflows.group.covariates import covariates_of, validated_tables
 
 #: Version of the file written by :meth:`ComBat.save`.
 COMBAT_FORMAT_VERSION = 1
@@ -160,7 +160,7 @@ class ComBat(TransformerMixin, BaseEstimator):
         if isinstance(y, pd.DataFrame) and covars is None:
             covars = y
         features, covars = covariates_of(X, covars, self._covariate_columns())
-        values, covars = _validated_inputs(features, covars, self._covariate_columns())
+        values, covars = validated_tables(features, covars, self._covariate_columns())
         self.feature_names_ = features.columns.astype(str).tolist()
         self.n_features_in_ = len(self.feature_names_)
         batch_labels = covars[self.batch_col].to_numpy()
@@ -309,7 +309,7 @@ class ComBat(TransformerMixin, BaseEstimator):
         else:
             label_of = dict(zip(columns, features.columns, strict=True))
             ordered = features[[label_of[name] for name in self.feature_names_]]
-        values, covars = _validated_inputs(ordered, covars, self._covariate_columns())
+        values, covars = validated_tables(ordered, covars, self._covariate_columns())
         batch_index = self._batch_index(covars[self.batch_col].to_numpy(), covars.index)
         covariates = self._covariate_design(covars)
         out_dtype = values.dtype if np.issubdtype(values.dtype, np.floating) else np.float64
@@ -497,37 +497,6 @@ class ComBat(TransformerMixin, BaseEstimator):
         if not columns:
             return np.zeros((len(covars), 0))
         return np.column_stack(columns)
-
-
-def _validated_inputs(
-    features: pd.DataFrame, covars: pd.DataFrame, columns: list[str]
-) -> tuple[np.ndarray, pd.DataFrame]:
-    """Check the two tables and align ``covars`` on the features' index."""
-    if not isinstance(features, pd.DataFrame):
-        features = pd.DataFrame(features)
-    if not isinstance(covars, pd.DataFrame):
-        raise TypeError("ComBat: covars must be a pandas DataFrame")
-    if features.shape[0] == 0 or features.shape[1] == 0:
-        raise ValueError(f"0 sample(s) or feature(s) in an array of shape {features.shape}")
-    absent = [c for c in columns if c not in covars.columns]
-    if absent:
-        raise InputDataError(f"ComBat: covariate column(s) {absent} not in the covariate table")
-    missing_rows = features.index.difference(covars.index)
-    if len(missing_rows):
-        raise InputDataError(
-            f"ComBat: participants {list(missing_rows[:10])} have features but no covariates"
-        )
-    covars = covars.loc[features.index, columns]
-    if covars.isna().any().any():
-        bad = covars.columns[covars.isna().any()].tolist()
-        raise InputDataError(f"ComBat: missing values in covariate column(s) {bad}")
-    values = features.to_numpy()
-    if not np.issubdtype(values.dtype, np.number):
-        raise InputDataError("ComBat: every feature column must be numeric")
-    if not np.isfinite(values).all():
-        bad = features.columns[~np.isfinite(values).all(axis=0)].tolist()
-        raise InputDataError(f"ComBat: missing or infinite values in feature(s) {bad[:10]}")
-    return values, covars
 
 
 def _feature_blocks(n_samples: int, n_features: int) -> list[slice]:
