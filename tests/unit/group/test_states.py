@@ -101,3 +101,28 @@ def test_number_of_states_sets_the_table_columns(tmp_path, n_states):
     table = tables["func_task-rest_atlas-Toy_states"]
     assert sum(c.startswith("fractional_occupancy") for c in table.columns) == n_states
     assert sum(c.startswith("transition_") for c in table.columns) == n_states ** 2
+
+
+def test_run_group_joins_state_metrics_and_reports_them(tmp_path):
+    """The group level writes the states, adds their table to the feature sets and the report."""
+    from workflows.func.connectivity import pearson_matrix, relmat_frame
+    from workflows.group.run import run_group
+
+    out = tmp_path / "out"
+    _, regions, truths = _write_participants(out)
+    for stem in truths:
+        func = out / stem.split("_")[0] / "func"
+        series = pd.read_csv(func / f"{stem}_atlas-Toy_timeseries.tsv", sep="\t").dropna()
+        relmat_frame(pearson_matrix(series.to_numpy()), regions).to_csv(
+            func / f"{stem}_atlas-Toy_meas-PearsonCorrelation_relmat.tsv", sep="\t",
+            index=False)
+    participants = tmp_path / "participants.tsv"
+    pd.DataFrame({"participant_id": [f"sub-0{k}" for k in range(1, 5)],
+                  "site": ["a", "a", "b", "b"]}).to_csv(participants, sep="\t", index=False)
+    report = run_group(out, participants, harmonize_by=None, covariates=[], target=None,
+                       seed=0, n_permutations=9, dfc_states=3, qc_exclude="none")
+    features = pd.read_csv(out / "group" / "features" / "func_task-rest_atlas-Toy_states.tsv",
+                           sep="\t")
+    assert len(features) == 4 and "fractional_occupancy_state3" in features.columns
+    text = report.read_text()
+    assert "Brain states" in text and "task-rest_atlas-Toy_states.svg" in text
