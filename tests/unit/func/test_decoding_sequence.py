@@ -51,7 +51,7 @@ def test_sequence_model_sees_order_the_linear_baseline_cannot():
                                          n_permutations=0)
     sequence = decoding.Patterns(flatten_windows(windows), labels, patterns.times,
                                  patterns.runs, patterns.blocks)
-    model = TemporalConvClassifier(n_timepoints=N_TIME, device="cpu", seed=0)
+    model = TemporalConvClassifier(n_timepoints=N_TIME, device="cpu", seed=0, epochs=40)
     result = decoding_models.evaluate_decoder(sequence, model, folds, n_permutations=0)
     assert baseline.balanced_accuracy < 0.7   # chance is 0.5: the means are equal
     assert result.balanced_accuracy > 0.85
