@@ -226,6 +226,15 @@ def graph_metrics(
         :func:`~workflows.group.graph_random.small_worldness`;
         ``nodal_metrics``: degree, strength, clustering, local_efficiency, module and
         participation per node.
+
+    Examples
+    --------
+    A complete graph has density, clustering and global efficiency 1:
+
+    >>> complete = np.ones((4, 4)) - np.eye(4)
+    >>> metrics = graph_metrics(complete, n_random=0).global_metrics
+    >>> metrics["density"], metrics["clustering"], metrics["global_efficiency"]
+    (1.0, 1.0, 1.0)
     """
     if isinstance(matrix, pd.DataFrame):
         node_names = list(matrix.columns) if node_names is None else node_names
@@ -315,6 +324,14 @@ def graph_metrics_table(
         One row per connectome (index: the labels), one column per global metric.
     nodal_table : DataFrame
         One row per connectome and node (MultiIndex ``label``, ``node``).
+
+    Examples
+    --------
+    >>> complete = np.ones((4, 4)) - np.eye(4)
+    >>> global_table, nodal = graph_metrics_table(
+    ...     {"sub-01": complete, "sub-02": complete}, n_random=0, threshold=None)
+    >>> global_table["density"].tolist(), nodal.shape[0]
+    ([1.0, 1.0], 8)
     """
     labels = list(connectomes)
     if n_jobs == 1:
