@@ -129,6 +129,9 @@ def run_participant_level(config: Config) -> ExitCode:
     run_uuid = new_run_uuid()
     _setup_logging(output_dir / "logs", run_uuid)
     _write_run_records(config, output_dir, bids_dir, run_uuid)
+    if config.group.derivatives:
+        LOGGER.warning("--derivatives is read by the group level only; the participant level "
+                       "does not reuse other pipelines' outputs yet (ignored)")
 
     data, problems = {}, {}
     for subject in subjects:
