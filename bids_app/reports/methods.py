@@ -67,6 +67,11 @@ def methods_text(config: Config) -> tuple[str, dict[str, str]]:
         if text:
             paragraphs.append(text)
             references.update(refs)
+    if "func" in config.workflow.modalities and config.workflow.decode_conditions:
+        from workflows.func import brain_states_wf
+
+        paragraphs.append(brain_states_wf.METHODS)
+        references.update(brain_states_wf.REFERENCES)
     for name in config.workflow.atlas:
         atlas = get_atlas(name)
         key = f"atlas{atlas.name}"

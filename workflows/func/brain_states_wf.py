@@ -22,6 +22,20 @@ from workflows.derivatives_sink import DerivativesDataSink
 from workflows.func import decoding_models
 from workflows.func.brain_state_interfaces import DecodeConditions
 
+METHODS = (
+    "Task conditions were decoded within each run: activity patterns per trial from "
+    "least-squares-separate GLMs [@mumford2012] (Glover HRF, motion and cosine drift "
+    "nuisance regressors) or per block; linear SVM, logistic regression and random forest "
+    "classifiers were cross-validated with contiguous folds separated by a 16 s gap and "
+    "tested against block-label permutations [@schreiber2013]."
+)
+REFERENCES = {
+    "mumford2012": "Mumford JA, Turner BO, Ashby FG, Poldrack RA. Deconvolving BOLD "
+    "activation in event-related designs for multivoxel pattern classification analyses. "
+    "NeuroImage 59(3):2636-2643, 2012.",
+    "schreiber2013": "Schreiber K, Krekelberg B. The statistical analysis of multi-voxel "
+    "patterns in functional imaging. PLoS One 8(7):e69328, 2013.",
+}
 INPUT_FIELDS = ("bold_std", "bold_std_mask", "confounds", "repetition_time")
 OUTPUT_FIELDS = ("metrics", "patterns", "confusion", "maps", "figure")
 
