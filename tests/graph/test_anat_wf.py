@@ -29,7 +29,12 @@ def test_every_derivative_is_written_by_a_ds_node(anat_wf):
     assert sinks == {"ds_t1w_preproc", "ds_t1w_mask", "ds_t1w_dseg", "ds_t1w_tpms",
                      "ds_std_t1w", "ds_anat2std_xfm", "ds_std2anat_xfm", "ds_thickness",
                      "ds_regional_morph", "ds_global_morph", "ds_seg_figure", "ds_norm_figure",
-                     "ds_t1w_iqms", "ds_modulated_gm"}
+                     "ds_t1w_iqms", "ds_modulated_gm", "ds_white", "ds_pial",
+                     "ds_surface_thickness"}
+    for name, extension in (("ds_white", ".surf.gii"), ("ds_pial", ".surf.gii"),
+                            ("ds_surface_thickness", ".shape.gii")):
+        mesh = anat_wf.get_node(name).inputs
+        assert (mesh.hemi, mesh.extension) == (["L", "R"], extension)
     vbm = anat_wf.get_node("ds_modulated_gm").inputs
     assert (vbm.space, vbm.res, vbm.label, vbm.desc) == ("MNI152NLin2009aSym", "2", "GM",
                                                          "modulated")
