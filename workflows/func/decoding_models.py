@@ -63,6 +63,8 @@ def build_classifier(name: str, seed: int = 0):
     if name not in MODELS:
         raise ValueError(f"unknown decoding model {name!r}; choose from {list(MODELS)}")
     model, _ = build_model(name, "classification", seed=seed)
+    if name == "linsvm":  # liblinear's dual solver: 10x faster on <= n_train columns
+        model.set_params(dual=True, tol=1e-3)
     if name in LINEAR_MODELS:
         return make_pipeline(StandardScaler(), RowSpaceProjection(), model)
     model.set_params(n_estimators=FOREST_TREES)
