@@ -136,8 +136,8 @@ def init_bold_brain_states_wf(
 
     ds_metrics = sink("ds_metrics", desc="decoding", suffix="metrics", extension=".tsv",
                       **features)
-    ds_patterns = sink("ds_patterns", desc=pattern_kind, suffix="patterns", extension=".tsv",
-                       **features)
+    ds_patterns = sink("ds_patterns", desc=pattern_kind, suffix="patterns",
+                       extension=".tsv", **features)
     ds_confusion = sink("ds_confusion", iterfield=["in_file", "model"], desc="confusion",
                         suffix="metrics", extension=".tsv", **features)
     ds_weights = sink("ds_weights", iterfield=["in_file", "model"], desc="weights",
@@ -151,7 +151,6 @@ def init_bold_brain_states_wf(
                              ("confounds", "confounds_file"),
                              ("repetition_time", "repetition_time")]),
         (decode, ds_metrics, [("metrics_file", "in_file"), ("metadata", "meta_dict")]),
-        (decode, ds_patterns, [("patterns_file", "in_file"), ("metadata", "meta_dict")]),
         (decode, ds_confusion, [("confusion_files", "in_file"), ("model_labels", "model")]),
         (decode, ds_weights, [("weights_files", "in_file"), ("map_models", "model")]),
         (decode, ds_maps, [("map_files", "in_file"), ("map_models", "model"),
@@ -161,4 +160,7 @@ def init_bold_brain_states_wf(
                               ("confusion_files", "confusion"), ("map_files", "maps"),
                               ("figure_file", "figure")]),
     ])
+    if space == "parcels":  # voxel patterns (trials x up to 10^5 voxels) are not kept
+        workflow.connect(decode, "patterns_file", ds_patterns, "in_file")
+        workflow.connect(decode, "metadata", ds_patterns, "meta_dict")
     return workflow

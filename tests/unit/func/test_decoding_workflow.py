@@ -110,6 +110,7 @@ def test_func_workflow_wires_decoding_only_when_asked(ds_real_mini_or_examples):
                       decoding=DecodingSettings(space="voxels", regions=("fusiform",)))
     names = wf.list_node_names()
     assert "bold_brain_states_wf.decode" in names and "bold_brain_states_wf.ds_maps" in names
+    assert "bold_brain_states_wf.ds_patterns" not in names  # voxel patterns are not kept
     decode = wf.get_node("bold_brain_states_wf.decode")
     assert decode.inputs.space == "voxels" and decode.inputs.regions == ["fusiform"]
 
