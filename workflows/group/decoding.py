@@ -8,7 +8,8 @@ one row per trial or block) and writes under ``group/decoding/``::
     sub-<S>_task-<T>_atlas-<A>_desc-<kind>_cv-loro_metrics.tsv  participants with runs >= 2
 
 Across participants the schemes are leave-one-participant-out (``lopo``) and, when
-participants.tsv has several sites, leave-one-site-out (``loso``). Every feature is
+participants.tsv has several sites, leave-one-site-out (``loso``); beyond 10 participants
+(sites) they are left out in 10 folds. Every feature is
 z-scored within participant first (patterns are compared across brains by their
 relative, not absolute, amplitudes; Haxby et al. 2011 align them further). The
 permutation test shuffles block labels within participants. Within a participant with
@@ -27,6 +28,8 @@ from workflows.func import decoding_models
 from workflows.func.decoding import Patterns, concat_patterns, time_respecting_folds
 from workflows.group.collect import parse_entities
 
+MAX_GROUP_FOLDS = 10
+"""Cohorts of more participants (or sites) leave groups out 10-fold, not one at a time."""
 RUN_BLOCK_OFFSET = 100000
 """Block numbers of run k are offset by k times this (blocks stay unique per participant)."""
 
@@ -79,9 +82,18 @@ def cohort_patterns(paths: dict[str, list[Path]]) -> tuple[Patterns, np.ndarray]
     return concat_patterns(parts), np.asarray(subjects)
 
 
-def group_folds(groups: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Leave-one-group-out folds."""
-    return [(np.flatnonzero(groups != g), np.flatnonzero(groups == g)) for g in np.unique(groups)]
+def group_folds(groups: np.ndarray, max_folds: int = MAX_GROUP_FOLDS
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Leave-one-group-out folds; beyond ``max_folds`` groups, groups left out ``max_folds``-fold.
+
+    Groups are assigned to folds in sorted order, round robin, so that the folds are
+    deterministic and balanced in size (scikit-learn's ``GroupKFold`` idea).
+    """
+    unique = np.unique(groups)
+    fold_of = {g: k % max_folds for k, g in enumerate(unique)}
+    codes = np.array([fold_of[g] for g in groups])
+    return [(np.flatnonzero(codes != k), np.flatnonzero(codes == k))
+            for k in range(min(len(unique), max_folds))]
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:

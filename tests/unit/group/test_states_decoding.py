@@ -7,6 +7,7 @@ site above chance; without the patterns it is at chance.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -64,3 +65,15 @@ def test_single_participant_is_noted(tmp_path):
     notes = []
     table = group_decoding(tmp_path / "out", tmp_path / "group", notes=notes)
     assert table.empty and "two participants" in notes[0]
+
+
+def test_group_folds_leave_groups_out_and_cap_their_number():
+    from workflows.group.decoding import group_folds
+
+    groups = np.repeat([f"sub-{k:02d}" for k in range(25)], 3)
+    folds = group_folds(groups)
+    assert len(folds) == 10
+    for train, test in folds:
+        assert not set(groups[train]) & set(groups[test])
+    assert sorted(np.concatenate([t for _, t in folds])) == list(range(75))
+    assert len(group_folds(groups[:12])) == 4  # 4 participants: leave one out
