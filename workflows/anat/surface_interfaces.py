@@ -116,7 +116,7 @@ class CorticalSurfaces(SimpleInterface):
     output_spec = _SurfacesOutputSpec
 
     def _run_interface(self, runtime):
-        from brainscale.resources import get_atlas
+        from brainscale.resources import get_atlas, get_non_cortical_mask
         from workflows.anat.images import like
         from workflows.anat.normalization import apply_displacement
         from workflows.anat.surface_thickness import (
@@ -124,7 +124,7 @@ class CorticalSurfaces(SimpleInterface):
             reconstruct_cortex,
             template_cerebrum_maps,
         )
-        from workflows.anat.thickness import COARSE_VOXEL_MM, native_non_cortical
+        from workflows.anat.thickness import COARSE_VOXEL_MM
 
         dseg = nib.load(self.inputs.dseg)
         gm, wm, csf = (nib.load(f).get_fdata(dtype=np.float32) for f in self.inputs.tpms)
@@ -132,12 +132,18 @@ class CorticalSurfaces(SimpleInterface):
         side, excluded = template_cerebrum_maps(dk.load(), dk.labels, aal.load(), aal.labels)
         xfm = self.inputs.inverse_xfm
         side = apply_displacement(side, dseg, xfm).get_fdata(dtype=np.float32)
-        excluded = apply_displacement(excluded, dseg, xfm,
-                                      interpolation="nearestNeighbor").get_fdata() > 0.5
+        # one nearest-neighbour warp for both masks (bit 1: cut off, bit 2: not cortex)
+        non_cortical = get_non_cortical_mask()
+        masks = np.asarray(excluded.dataobj).astype(np.uint8)
+        if non_cortical is not None:
+            masks |= (np.asarray(non_cortical.dataobj) > 0).astype(np.uint8) << 1
+        masks = np.rint(apply_displacement(nib.Nifti1Image(masks, excluded.affine), dseg, xfm,
+                                           interpolation="nearestNeighbor").get_fdata())
+        masks = masks.astype(np.uint8)
         result = reconstruct_cortex(
             nib.load(self.inputs.t1w).get_fdata(dtype=np.float32), np.stack([csf, gm, wm]),
-            np.asarray(dseg.dataobj), dseg.affine, side, excluded,
-            native_non_cortical(dseg, xfm))
+            np.asarray(dseg.dataobj), dseg.affine, side, (masks & 1) > 0,
+            (masks & 2) > 0 if non_cortical is not None else None)
         paths = {"white": [], "pial": [], "thickness": []}
         notes = []
         for hemi in ("L", "R"):
@@ -158,7 +164,8 @@ class CorticalSurfaces(SimpleInterface):
         self._results["out_file"] = out_path(runtime, "t1w_thickness.nii.gz")
         nib.save(like(result.thickness_map, dseg), self._results["out_file"])
         meta = {"Units": "mm", "Method": THICKNESS_METHOD, "SurfaceMethod": SURFACE_METHOD,
-                "MaximumThickness": MAX_THICKNESS_MM, "NonCorticalExcluded": True}
+                "MaximumThickness": MAX_THICKNESS_MM,
+                "NonCorticalExcluded": non_cortical is not None}
         voxel = float(max(dseg.header.get_zooms()[:3]))
         if voxel > COARSE_VOXEL_MM:
             meta["Warning"] = (
