@@ -183,7 +183,9 @@ class DwiIQMs(SimpleInterface):
             raw_bvecs.append(v)
         wm = None
         if isdefined(self.inputs.tpm_files) and len(self.inputs.tpm_files) >= 2:
-            wm = _data(self.inputs.tpm_files[1]) > 0.5
+            from workflows.anat.iqms import PURE_TISSUE
+
+            wm = _data(self.inputs.tpm_files[1]) > PURE_TISSUE  # pure WM, as for the T1w
         values = iqms.compute_dwi_iqms(
             np.asarray(img.dataobj, dtype=np.float32), bvals, bvecs,
             _data(self.inputs.mask_file) > 0, _data(self.inputs.map_files[0]),

@@ -213,7 +213,8 @@ def compute_dwi_iqms(data: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray,
         dropout detection, one per acquired series (their volumes concatenated in order
         make ``data``); ``data`` when not given.
     wm : numpy.ndarray of bool, optional
-        White-matter mask (from the T1w); FA above :data:`WM_FA_THRESHOLD` otherwise.
+        White-matter mask (the T1w's pure WM, probability > 0.9, in diffusion space); FA
+        above :data:`WM_FA_THRESHOLD` otherwise.
     slice_axis : int
         Axis of the acquired slices.
 
