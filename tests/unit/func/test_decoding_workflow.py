@@ -123,3 +123,22 @@ def ds_real_mini_or_examples(tmp_path):
     events = tmp_path / "sub-01_task-loc_events.tsv"
     events.write_text("onset\tduration\ttrial_type\n0\t1\ta\n")
     return bold, events
+
+
+def test_command_line_options_become_decoding_settings(tmp_path):
+    from bids_app.cli import parse_args
+    from bids_app.participant_run import _decoding_settings
+
+    base = [str(tmp_path), str(tmp_path / "out"), "participant"]
+    assert _decoding_settings(parse_args(base)) is None  # decoding is opt-in
+    settings = _decoding_settings(parse_args(base + ["--decode-conditions", "all"]))
+    assert settings.conditions == () and settings.space == "parcels"
+    config = parse_args(base + ["--decode-conditions", "face", "house", "--decode-space",
+                                "voxels", "--decode-regions", "fusiform", "--decode-models",
+                                "logreg", "tcn", "--decode-permutations", "50",
+                                "--dfc-states", "3", "--dfc-window", "60"])
+    settings = _decoding_settings(config)
+    assert settings.conditions == ("face", "house") and settings.regions == ("fusiform",)
+    assert settings.models == ("logreg", "tcn") and settings.n_permutations == 50
+    assert config.group.dfc_states == 3 and config.group.dfc_window == 60.0
+    assert settings.factory_args()["conditions"] == ["face", "house"]
