@@ -164,3 +164,20 @@ def init_bold_brain_states_wf(
         workflow.connect(decode, "patterns_file", ds_patterns, "in_file")
         workflow.connect(decode, "metadata", ds_patterns, "meta_dict")
     return workflow
+
+
+def decoding_problem(events_file: str, conditions: list[str] | tuple[str, ...] = ()) -> str:
+    """Return why a run's events cannot be decoded ("" when they can), at build time.
+
+    The run is then processed without decoding and the reason is logged, so that an
+    unsuitable ``events.tsv`` never fails the functional outputs.
+    """
+    from brainscale.errors import InputDataError
+    from workflows.func.decoding import select_events
+    from workflows.func.glm import read_events
+
+    try:
+        select_events(read_events(events_file), list(conditions) or None)
+    except InputDataError as err:
+        return f"{events_file}: no decoding ({err})"
+    return ""

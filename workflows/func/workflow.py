@@ -6,6 +6,7 @@ The methods boilerplate of this workflow, with citations, is in
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -261,19 +262,9 @@ def init_func_wf(
         _connect_glm(workflow, bold_file=bold_file, output_dir=output_dir,
                      events_file=events_file)
     if events_file and decoding is not None:
-        from workflows.func.brain_states_wf import init_bold_brain_states_wf
-
-        brain_states_wf = init_bold_brain_states_wf(
-            bold_file=bold_file, events_file=events_file, output_dir=output_dir,
-            atlas=atlases[0], std_resolution=STD_RESOLUTION, seed=seed,
-            **decoding.factory_args())
-        workflow.connect([
-            (resample_std, brain_states_wf, [("out_file", "inputnode.bold_std"),
-                                             ("mask_file", "inputnode.bold_std_mask")]),
-            (confounds, brain_states_wf, [("confounds_file", "inputnode.confounds")]),
-            (bold_reference, brain_states_wf, [("repetition_time",
-                                                "inputnode.repetition_time")]),
-        ])
+        _connect_brain_states(workflow, bold_file=bold_file, output_dir=output_dir,
+                              events_file=events_file, atlas=atlases[0], seed=seed,
+                              decoding=decoding)
     return workflow
 
 
@@ -402,4 +393,25 @@ def _connect_glm(workflow, *, bold_file, output_dir, events_file):
             ("repetition_time", "repetition_time"), ("n_nonsteady", "n_nonsteady")]),
         (first_level, ds_zmaps, [("zmap_files", "in_file"), ("condition_labels", "desc")]),
         (first_level, workflow.get_node("outputnode"), [("zmap_files", "zmaps")]),
+    ])
+
+
+def _connect_brain_states(workflow, *, bold_file, output_dir, events_file, atlas, seed, decoding):
+    """Add the decoding sub-workflow of a task run (skipped, with a warning, if undecodable)."""
+    from workflows.func.brain_states_wf import decoding_problem, init_bold_brain_states_wf
+
+    problem = decoding_problem(events_file, decoding.conditions)
+    if problem:
+        logging.getLogger("nipype.workflow").warning(problem)
+        return
+    brain_states_wf = init_bold_brain_states_wf(
+        bold_file=bold_file, events_file=events_file, output_dir=output_dir, atlas=atlas,
+        std_resolution=STD_RESOLUTION, seed=seed, **decoding.factory_args())
+    workflow.connect([
+        (workflow.get_node("resample_std"), brain_states_wf, [
+            ("out_file", "inputnode.bold_std"), ("mask_file", "inputnode.bold_std_mask")]),
+        (workflow.get_node("confounds"), brain_states_wf, [
+            ("confounds_file", "inputnode.confounds")]),
+        (workflow.get_node("bold_reference"), brain_states_wf, [
+            ("repetition_time", "inputnode.repetition_time")]),
     ])

@@ -113,6 +113,13 @@ def test_func_workflow_wires_decoding_only_when_asked(ds_real_mini_or_examples):
     assert "bold_brain_states_wf.ds_patterns" not in names  # voxel patterns are not kept
     decode = wf.get_node("bold_brain_states_wf.decode")
     assert decode.inputs.space == "voxels" and decode.inputs.regions == ["fusiform"]
+    # conditions the events lack: the run is processed without decoding (a warning)
+    skipped = init_func_wf(bold_file=str(bold), metadata=meta, has_anat=False,
+                           output_dir="/tmp/o", atlases=["DesikanKilliany"],
+                           events_file=str(events),
+                           decoding=DecodingSettings(conditions=("face", "house")))
+    assert not any(n.startswith("bold_brain_states_wf") for n in skipped.list_node_names())
+    assert "ds_bold_std" in skipped.list_node_names()
 
 
 @pytest.fixture
@@ -121,7 +128,7 @@ def ds_real_mini_or_examples(tmp_path):
     bold = tmp_path / "sub-01_task-loc_bold.nii.gz"
     bold.touch()
     events = tmp_path / "sub-01_task-loc_events.tsv"
-    events.write_text("onset\tduration\ttrial_type\n0\t1\ta\n")
+    events.write_text("onset\tduration\ttrial_type\n0\t1\ta\n20\t1\tb\n")
     return bold, events
 
 
