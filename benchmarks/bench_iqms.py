@@ -64,6 +64,7 @@ def _recompute(participant_wf: Path, bids_dir: Path, subject: str) -> dict[str, 
             confounds_file=confounds.confounds_file, n_nonsteady=ref.outputs.n_nonsteady)))
     for dwi in sorted(participant_wf.glob("dwi_*_wf")):
         hmc = loadpkl(dwi / "hmc" / "result_hmc.pklz").outputs
+        series = loadpkl(dwi / "denoise" / "result_denoise.pklz").inputs  # one per raw series
         ref = loadpkl(dwi / "dwi_reference" / "result_dwi_reference.pklz").outputs
         tensor = loadpkl(dwi / "tensor" / "result_tensor.pklz").outputs
         extra = {}
@@ -72,9 +73,9 @@ def _recompute(participant_wf: Path, bids_dir: Path, subject: str) -> dict[str, 
             extra["tpm_files"] = loadpkl(register).outputs.tpms_dwi
         jobs.append((f"{dwi.name}/dwi_iqms", DwiIQMs(
             in_file=ref.out_file, bval_file=hmc.out_bval, bvec_file=hmc.out_bvec,
-            raw_files=loadpkl(dwi / "denoise" / "result_denoise.pklz").inputs["in_file"],
-            raw_bval_files=loadpkl(dwi / "denoise" / "result_denoise.pklz").inputs["bval_file"],
-            raw_bvec_files=loadpkl(dwi / "denoise" / "result_denoise.pklz").inputs["bvec_file"],
+            raw_files=[s["in_file"] for s in series], raw_bval_files=[s["bval_file"] for s in
+                                                                         series],
+            raw_bvec_files=[s["bvec_file"] for s in series],
             mask_file=ref.mask_file, map_files=tensor.map_files, motion_file=hmc.motion_file,
             source_file=[str(bids_dir)], **extra)))
     import os
@@ -100,7 +101,12 @@ def main(argv=None) -> int:
         iqm = {k: v for k, v in durations.items() if k.rsplit("/", 1)[-1] in IQM_NODES}
         total = sum(durations.values())
         if args.recompute:
-            for name, (wall, cpu) in _recompute(participant_wf, args.recompute, subject).items():
+            try:
+                recomputed = _recompute(participant_wf, args.recompute, subject)
+            except (OSError, AttributeError) as err:  # a participant whose run did not finish
+                print(f"sub-{subject}: not recomputed ({err})")
+                recomputed = {}
+            for name, (wall, cpu) in recomputed.items():
                 print(f"sub-{subject} {name}: recomputed wall {wall:.1f} s, CPU {cpu:.1f} s")
                 if name not in iqm:
                     iqm[name] = wall
