@@ -174,13 +174,16 @@ class DwiIQMs(SimpleInterface):
 
         img, bvals, bvecs = load_series(self.inputs.in_file, self.inputs.bval_file,
                                         self.inputs.bvec_file)
-        raw, raw_bvals, raw_bvecs = [], [], []
+        from workflows.dwi.reference import brain_mask, mean_b0
+
+        raw, raw_bvals, raw_bvecs, raw_masks = [], [], [], []
         for series in zip(self.inputs.raw_files, self.inputs.raw_bval_files,
                           self.inputs.raw_bvec_files, strict=True):
             raw_img, b, v = load_series(*series)
             raw.append(np.asarray(raw_img.dataobj, dtype=np.float32))
             raw_bvals.append(b)
             raw_bvecs.append(v)
+            raw_masks.append(brain_mask(mean_b0(raw[-1], b)))  # its own, distorted geometry
         wm = None
         if isdefined(self.inputs.tpm_files) and len(self.inputs.tpm_files) >= 2:
             from workflows.anat.iqms import PURE_TISSUE
@@ -190,7 +193,7 @@ class DwiIQMs(SimpleInterface):
             np.asarray(img.dataobj, dtype=np.float32), bvals, bvecs,
             _data(self.inputs.mask_file) > 0, _data(self.inputs.map_files[0]),
             _data(self.inputs.map_files[1]), _fd(self.inputs.motion_file),
-            raw=raw, raw_bvals=raw_bvals,
+            raw=raw, raw_bvals=raw_bvals, raw_masks=raw_masks,
             raw_bvecs=raw_bvecs, wm=wm, slice_axis=self.inputs.slice_axis)
         self._results["out_file"] = write_iqms(
             values, out_path(runtime, "iqms_dwi.json"), modality="dwi",

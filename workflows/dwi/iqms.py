@@ -192,7 +192,7 @@ def shell_cnr(signal: np.ndarray, directions: np.ndarray) -> np.ndarray | None:
 def compute_dwi_iqms(data: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray,
                      mask: np.ndarray, fa: np.ndarray, md: np.ndarray,
                      fd: np.ndarray | None, raw=None, raw_bvals=None, raw_bvecs=None,
-                     wm: np.ndarray | None = None,
+                     raw_masks=None, wm: np.ndarray | None = None,
                      slice_axis: int = 2) -> dict:
     """Compute every diffusion IQM of one (combined) series.
 
@@ -212,6 +212,9 @@ def compute_dwi_iqms(data: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray,
         Series before motion correction (slices still in the acquisition grid) for the
         dropout detection, one per acquired series (their volumes concatenated in order
         make ``data``); ``data`` when not given.
+    raw_masks : list of numpy.ndarray, optional
+        Brain mask of each raw series in its own (uncorrected) geometry; ``mask`` when not
+        given.
     wm : numpy.ndarray of bool, optional
         White-matter mask (the T1w's pure WM, probability > 0.9, in diffusion space); FA
         above :data:`WM_FA_THRESHOLD` otherwise.
@@ -253,8 +256,9 @@ def compute_dwi_iqms(data: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray,
         raw, raw_bvals, raw_bvecs = [data], [bvals], [bvecs]
     elif isinstance(raw, np.ndarray):
         raw, raw_bvals, raw_bvecs = [raw], [raw_bvals], [raw_bvecs]
-    found = [detect_dropouts(series, np.asarray(b, dtype=float), v, mask, slice_axis)
-             for series, b, v in zip(raw, raw_bvals, raw_bvecs, strict=True)]
+    raw_masks = [mask] * len(raw) if raw_masks is None else raw_masks
+    found = [detect_dropouts(series, np.asarray(b, dtype=float), v, m, slice_axis)
+             for series, b, v, m in zip(raw, raw_bvals, raw_bvecs, raw_masks, strict=True)]
     notes += [n for f in found for n in f["notes"]]
     n_slices = max(f["slices"].shape[1] for f in found)
     slices = np.concatenate([np.pad(f["slices"], ((0, 0), (0, n_slices - f["slices"].shape[1])))
