@@ -7,12 +7,12 @@ import pandas as pd
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
-    OutputMultiObject,
     SimpleInterface,
     TraitedSpec,
     traits,
 )
 
+from brainscale.errors import InputDataError
 from workflows.func import decoding, decoding_models
 from workflows.func.decoding_analysis import SEQUENCE_MODEL, RunData, decode_runs
 from workflows.func.decoding_features import decoding_features, n_nonsteady_from_confounds
@@ -34,8 +34,8 @@ class _DecodeInputSpec(BaseInterfaceInputSpec):
     repetition_time = traits.Float(mandatory=True)
     atlas_name = traits.Str(mandatory=True)
     space = traits.Enum("parcels", "voxels", usedefault=True)
-    regions = traits.List(traits.Str, desc="atlas region substrings restricting the features")
-    conditions = traits.List(traits.Str, desc="trial types to decode (empty: all)")
+    regions = traits.List(traits.Str, usedefault=True, desc="atlas region substrings")
+    conditions = traits.List(traits.Str, usedefault=True, desc="trial types to decode (empty: all)")
     models = traits.List(traits.Str, value=list(decoding_models.MODELS), usedefault=True)
     pattern_kind = traits.Enum("lss", "block", usedefault=True)
     n_folds = traits.Int(0, usedefault=True, desc="folds of a single run (0: from the design)")
@@ -48,9 +48,9 @@ class _DecodeInputSpec(BaseInterfaceInputSpec):
 class _DecodeOutputSpec(TraitedSpec):
     metrics_file = File(exists=True, desc="one row per model: balanced accuracy, p-value")
     patterns_file = File(exists=True, desc="the trial/block patterns")
-    confusion_files = OutputMultiObject(File(exists=True), desc="confusion matrix per model")
-    weights_files = OutputMultiObject(File(exists=True), desc="weights per feature per model")
-    map_files = OutputMultiObject(File(exists=True), desc="weight/importance NIfTI per model")
+    confusion_files = traits.List(File(exists=True), desc="confusion matrix per model")
+    weights_files = traits.List(File(exists=True), desc="weights per feature per model")
+    map_files = traits.List(File(exists=True), desc="weight/importance NIfTI per model")
     model_labels = traits.List(traits.Str, desc="model of each confusion file")
     map_models = traits.List(traits.Str, desc="model of each weights/map file (not tcn)")
     map_stats = traits.List(traits.Str, desc="'weight' or 'importance' per map")
@@ -78,11 +78,15 @@ class DecodeConditions(SimpleInterface):
                       confounds[list(MOTION_COLUMNS)].to_numpy(dtype=float),
                       n_nonsteady_from_confounds(confounds))
         models = [m for m in inputs.models if m != SEQUENCE_MODEL or space.kind == "parcels"]
-        analysis = decode_runs([run], feature_names=space.names, kind=inputs.pattern_kind,
-                               conditions=list(inputs.conditions) or None, models=models,
-                               n_folds=inputs.n_folds or None, gap_s=inputs.gap_s,
-                               n_permutations=inputs.n_permutations, seed=inputs.seed,
-                               device=inputs.device)
+        try:
+            analysis = decode_runs([run], feature_names=space.names, kind=inputs.pattern_kind,
+                                   conditions=list(inputs.conditions) or None, models=models,
+                                   n_folds=inputs.n_folds or None, gap_s=inputs.gap_s,
+                                   n_permutations=inputs.n_permutations, seed=inputs.seed,
+                                   device=inputs.device)
+        except InputDataError as err:  # the data cannot support decoding: a note, no failure
+            self._not_decoded(runtime, f"{inputs.events_file}: not decoded ({err})", space)
+            return runtime
         self._results["metrics_file"] = _tsv(analysis.metrics(), out_path(runtime, "metrics.tsv"))
         patterns = analysis.patterns.table().drop(columns="run")
         self._results["patterns_file"] = _tsv(patterns, out_path(runtime, "patterns.tsv"))
@@ -120,4 +124,18 @@ class DecodeConditions(SimpleInterface):
             "MapVolumes": classes,
         }
         return runtime
+
+    def _not_decoded(self, runtime, note: str, space) -> None:
+        """Write the outputs of an undecodable run: a metrics row with the reason, no maps."""
+        from workflows.func.figures_decoding import plot_decoding
+
+        self._results["metrics_file"] = _tsv(pd.DataFrame([{"model": "n/a", "note": note}]),
+                                             out_path(runtime, "metrics.tsv"))
+        self._results["patterns_file"] = _tsv(pd.DataFrame(columns=["onset", "trial_type"]),
+                                              out_path(runtime, "patterns.tsv"))
+        for name in ("confusion_files", "weights_files", "map_files", "model_labels",
+                     "map_models", "map_stats"):
+            self._results[name] = []
+        self._results["figure_file"] = plot_decoding([], out_path(runtime, "decoding.svg"))
+        self._results["metadata"] = {"Note": note, "FeatureSpace": space.kind}
 

@@ -166,18 +166,38 @@ def init_bold_brain_states_wf(
     return workflow
 
 
-def decoding_problem(events_file: str, conditions: list[str] | tuple[str, ...] = ()) -> str:
+def decoding_problem(events_file: str, conditions: list[str] | tuple[str, ...] = (),
+                     bold_file: str | None = None, tr: float | None = None) -> str:
     """Return why a run's events cannot be decoded ("" when they can), at build time.
 
-    The run is then processed without decoding and the reason is logged, so that an
-    unsuitable ``events.tsv`` never fails the functional outputs.
+    Checks the conditions and, when the run's length is known (``bold_file`` header and
+    ``tr``), that the time-respecting folds keep two conditions for training. The run is
+    then processed without decoding and the reason is logged, so that an unsuitable
+    ``events.tsv`` never fails the functional outputs.
     """
+    import nibabel as nib
+    import numpy as np
+
     from brainscale.errors import InputDataError
-    from workflows.func.decoding import select_events
+    from workflows.func.decoding import Patterns, select_events, time_respecting_folds
+    from workflows.func.decoding_analysis import default_n_folds
     from workflows.func.glm import read_events
 
     try:
-        select_events(read_events(events_file), list(conditions) or None)
+        events = select_events(read_events(events_file), list(conditions) or None)
+        if bold_file and tr:
+            try:
+                n_volumes = nib.load(bold_file).shape[3]
+            except Exception:  # noqa: BLE001 - unreadable headers are reported elsewhere
+                return ""
+            events = events[events["onset"] < n_volumes * tr]
+            labels = events["trial_type"].to_numpy()
+            patterns = Patterns(np.zeros((len(events), 1)), labels,
+                                events["onset"].to_numpy(dtype=float),
+                                np.zeros(len(events), int), events["block"].to_numpy())
+            if len(set(labels)) < 2:
+                raise InputDataError("fewer than two conditions inside the run")
+            time_respecting_folds(patterns, n_folds=default_n_folds(patterns))
     except InputDataError as err:
         return f"{events_file}: no decoding ({err})"
     return ""

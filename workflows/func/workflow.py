@@ -400,7 +400,9 @@ def _connect_brain_states(workflow, *, bold_file, output_dir, events_file, atlas
     """Add the decoding sub-workflow of a task run (skipped, with a warning, if undecodable)."""
     from workflows.func.brain_states_wf import decoding_problem, init_bold_brain_states_wf
 
-    problem = decoding_problem(events_file, decoding.conditions)
+    problem = decoding_problem(events_file, decoding.conditions, bold_file,
+                               workflow.get_node("bold_reference").inputs.metadata.get(
+                                   "RepetitionTime"))
     if problem:
         logging.getLogger("nipype.workflow").warning(problem)
         return

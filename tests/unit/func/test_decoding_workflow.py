@@ -149,3 +149,27 @@ def test_command_line_options_become_decoding_settings(tmp_path):
     assert settings.models == ("logreg", "tcn") and settings.n_permutations == 50
     assert config.group.dfc_states == 3 and config.group.dfc_window == 60.0
     assert settings.factory_args()["conditions"] == ["face", "house"]
+
+
+def test_run_too_short_for_its_folds_is_a_note_not_a_failure(synthetic_task_run, tmp_path):
+    """Events whose trials all fall in one fold: the interface writes the reason, no crash."""
+    from workflows.func.brain_state_interfaces import DecodeConditions
+
+    root, bold_file = synthetic_task_run
+    events = pd.DataFrame({"onset": [12.0, 14.0], "duration": [1.0, 1.0],
+                           "trial_type": ["face", "house"]})
+    events.to_csv(tmp_path / "events.tsv", sep="\t", index=False)
+    node = DecodeConditions(bold_file=str(bold_file), mask_file=str(root / "mask.nii.gz"),
+                            confounds_file=str(root / "confounds.tsv"),
+                            events_file=str(tmp_path / "events.tsv"), repetition_time=TR,
+                            atlas_name="DesikanKilliany", models=["logreg"], n_permutations=0)
+    result = node.run(cwd=str(tmp_path))
+    metrics = pd.read_csv(result.outputs.metrics_file, sep="\t")
+    assert "not decoded" in metrics["note"].iloc[0]
+    assert result.outputs.map_files == [] and "Note" in result.outputs.metadata
+    assert result.outputs.confusion_files == []
+    # and the build-time check sees it, so that the func workflow leaves decoding out
+    from workflows.func.brain_states_wf import decoding_problem
+
+    assert "no decoding" in decoding_problem(str(tmp_path / "events.tsv"), (), str(bold_file), TR)
+    assert decoding_problem(str(root / "sub-01_task-loc_events.tsv"), (), str(bold_file), TR) == ""
