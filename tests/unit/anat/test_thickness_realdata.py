@@ -112,4 +112,4 @@ def test_meshes_are_written_per_hemisphere(anat_outputs):
         assert len(thickness) == len(white[0]) and len(pial[1]) > 10_000
         side = np.median(white[0][:, 0])
         assert side < 0 if hemi == "L" else side > 0  # RAS+: left is negative x
-        assert json.loads((anat / f"{sub}_hemi-{hemi}_white.surf.json").read_text())["Method"]
+        assert json.loads((anat / f"{sub}_hemi-{hemi}_white.json").read_text())["Method"]
