@@ -1,10 +1,11 @@
 """Triangle meshes of the cortical boundaries and the areas measured on them.
 
 The white surface (GM/WM boundary) and the pial surface (GM/CSF boundary) of each
-cerebral hemisphere are the 0.5 level sets of partial-volume tissue fractions: the WM
-fraction for the white surface and the GM + WM fraction for the pial surface, in the
-manner of CLASP and CAT12's projection-based surfaces (Kim et al., 2005; Dahnke et al.,
-2013) rather than of a binary mask. Marching cubes (Lewiner et al., 2003; scikit-image)
+cerebral hemisphere are the 0.5 level sets of partial-volume tissue fractions rather
+than of a binary mask (as CLASP's and CAT12's surfaces are; Kim et al., 2005; Dahnke et
+al., 2013): the fraction of the way from the local GM to the local WM intensity for the
+white surface, and from the local CSF to the local GM intensity for the pial surface
+(:func:`local_tissue_fractions`). Marching cubes (Lewiner et al., 2003; scikit-image)
 places the vertices at sub-voxel positions by linear interpolation; a few Taubin
 lambda/mu iterations (Taubin, 1995) then remove the voxel-scale terracing without the
 shrinkage of plain Laplacian smoothing, so the area of a smooth surface is kept within
