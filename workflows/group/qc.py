@@ -111,7 +111,8 @@ def collect_iqms(output_dir: Path) -> pd.DataFrame:
                     ent = parse_entities(path.name)
                     row = _key_row(ent, datatype, path.name.replace(
                         "_desc-confounds_timeseries.tsv", "_bold"))
-                    rows.append({**row, **confounds_qc(path)})
+                    motion = confounds_qc(path)
+                    rows.append({**row, **motion, "fd_mean": motion["mean_fd_mm"]})
     columns = [*KEY_COLUMNS, "modality", "task", "run", "image", "report"]
     if not rows:
         return pd.DataFrame(columns=columns)

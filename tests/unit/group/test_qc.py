@@ -122,3 +122,16 @@ def test_qc_exclude_option(tmp_path):
     assert parse_args([*args, "--qc-exclude", str(rules)]).group.qc_exclude == str(rules)
     with pytest.raises(UsageError, match="--qc-exclude 'absent.tsv'"):
         parse_args([*args, "--qc-exclude", "absent.tsv"])
+
+
+def test_runs_without_iqms_still_get_the_motion_rule(tmp_path):
+    folder = tmp_path / "sub-01" / "func"
+    folder.mkdir(parents=True)
+    pd.DataFrame({"framewise_displacement": [np.nan, 0.8, 0.9]}).to_csv(
+        folder / "sub-01_task-rest_desc-confounds_timeseries.tsv", sep="\t", index=False,
+        na_rep="n/a")
+    table = qc.collect_iqms(tmp_path)
+    assert table.loc[0, "image"] == "sub-01_task-rest_bold"
+    assert table.loc[0, "fd_mean"] == pytest.approx(0.85) == table.loc[0, "mean_fd_mm"]
+    result = qc.run_qc(tmp_path, pd.DataFrame({"participant_id": ["sub-01"]}), site_col=None)
+    assert "mean FD 0.85 mm" in result.exclusions.iloc[0]["reason"]
