@@ -27,7 +27,6 @@ from sklearn.metrics import (
 )
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC, LinearSVR
 from tqdm.auto import tqdm
 
@@ -47,7 +46,12 @@ from workflows.group.classify_metrics import (
     regression_metrics,
 )
 from workflows.group.classify_permutation import permuted_predictions
-from workflows.group.classify_search import InnerSplits, NestedGridSearch, UnivariateScreen
+from workflows.group.classify_search import (
+    ColumnScaler,
+    InnerSplits,
+    NestedGridSearch,
+    UnivariateScreen,
+)
 from workflows.group.covariates import split_covariate_types
 from workflows.group.models import (
     BrainNetCNNClassifier,
@@ -140,7 +144,7 @@ def make_pipeline(
     """Chain (ComBat ->) (univariate screening ->) standard scaling -> model."""
     steps = [("combat", harmonizer)] if harmonizer is not None else []
     steps += [("screen", screen)] if screen is not None else []
-    steps += [("scale", StandardScaler(copy=screen is None)), ("model", estimator)]
+    steps += [("scale", ColumnScaler()), ("model", estimator)]
     return Pipeline(steps)
 
 

@@ -37,7 +37,9 @@ from tqdm.auto import tqdm
 from workflows.group.classify_combat import float_values
 from workflows.group.classify_cv import fold_workers
 from workflows.group.classify_search import (
+    ColumnScaler,
     NestedGridSearch,
+    column_statistics,
     f_statistics_many,
     fit_candidates,
     subset_params,
@@ -56,10 +58,21 @@ class _FoldData:
         if harmonizer is None:
             self.train = float_values(_rows(X, train)) if hasattr(X, "iloc") else X[train]
             self.test = float_values(_rows(X, test)) if hasattr(X, "iloc") else X[test]
+            self._statistics = None
             return
         fitted = clone(harmonizer)
         self.train = fitted.fit_transform(_rows(X, train), **subset_params(params, train, n_rows))
         self.test = fitted.transform(_rows(X, test), **subset_params(params, test, n_rows))
+        self._statistics = None
+
+    def scaler(self, support: np.ndarray | None) -> ColumnScaler:
+        """Return the ColumnScaler of the training rows of the ``support`` columns."""
+        if getattr(self, "_statistics", None) is None:
+            self._statistics = column_statistics(self.train)
+        mean, scale = self._statistics
+        if support is None:
+            return ColumnScaler.from_statistics(mean, scale)
+        return ColumnScaler.from_statistics(mean[support], scale[support])
 
     def supports(self, screen, labels) -> list[np.ndarray | None]:
         """Kept feature indices for each label vector (``None``: no screening)."""
@@ -73,10 +86,11 @@ def _columns(values: np.ndarray, support: np.ndarray | None) -> np.ndarray:
     return values if support is None else values[:, support]
 
 
-def _fit_tail(scale, model, train, y_train):
-    scaler = clone(scale)
-    fitted = clone(model).fit(scaler.fit_transform(train), y_train)
-    return scaler, fitted
+def _scaler(scale, data: _FoldData, support):
+    """Return the scaling step fitted on the training rows (shared statistics if possible)."""
+    if isinstance(scale, ColumnScaler):
+        return data.scaler(support)
+    return clone(scale).fit(_columns(data.train, support))
 
 
 def _fold_predictions(search: NestedGridSearch, X, labels, train, test, groups, params):
@@ -110,8 +124,8 @@ def _fold_predictions(search: NestedGridSearch, X, labels, train, test, groups, 
                 data = shared[key]
                 supports = data.supports(screen, y_train[np.ix_(vectors, inner_train)])
                 for vector, support in zip(vectors, supports, strict=True):
-                    scaler = clone(scale)
-                    fit_rows = scaler.fit_transform(_columns(data.train, support))
+                    scaler = _scaler(scale, data, support)
+                    fit_rows = scaler.transform(_columns(data.train, support))
                     held_out = scaler.transform(_columns(data.test, support))
                     fitted = fit_candidates(
                         model, candidates, fit_rows, y_train[vector, inner_train]
@@ -125,10 +139,9 @@ def _fold_predictions(search: NestedGridSearch, X, labels, train, test, groups, 
     supports = data.supports(screen, y_train)
     predictions = np.empty((len(labels), len(test)), dtype=labels.dtype)
     for vector, support in enumerate(supports):
-        scaler, fitted = _fit_tail(
-            scale, clone(model).set_params(**best[vector]), _columns(data.train, support),
-            y_train[vector],
-        )
+        scaler = _scaler(scale, data, support)
+        fitted = clone(model).set_params(**best[vector])
+        fitted.fit(scaler.transform(_columns(data.train, support)), y_train[vector])
         predictions[vector] = fitted.predict(scaler.transform(_columns(data.test, support)))
     return test, predictions
 

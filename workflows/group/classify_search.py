@@ -164,6 +164,72 @@ class UnivariateScreen(TransformerMixin, BaseEstimator):
         return mask
 
 
+class ColumnScaler(TransformerMixin, BaseEstimator):
+    """Standardize columns to zero mean and unit variance (float64 statistics).
+
+    The same transform as :class:`sklearn.preprocessing.StandardScaler`, with the
+    column statistics computed by NumPy's reductions, in which each column's value
+    depends only on that column: the statistics of a subset of columns are the
+    subset of the statistics of all of them, bit for bit. The permutation engine
+    therefore computes them once per training set and indexes them with each
+    permutation's screened features (:meth:`from_statistics`), instead of refitting.
+
+    Parameters
+    ----------
+    copy : bool
+        Ignored (kept for StandardScaler's signature); the output is a new array.
+
+    Attributes
+    ----------
+    mean_, scale_ : ndarray, shape (n_features,)
+        Column means and standard deviations (1 where a column is constant).
+    """
+
+    def __init__(self, copy: bool = True):
+        self.copy = copy
+
+    def fit(self, X, y=None):
+        """Compute the column means and standard deviations."""
+        X = validate_data(self, X, dtype=(np.float64, np.float32))
+        self.mean_, self.scale_ = column_statistics(X)
+        return self
+
+    @classmethod
+    def from_statistics(cls, mean: np.ndarray, scale: np.ndarray) -> ColumnScaler:
+        """Return a fitted scaler from precomputed :func:`column_statistics` (or a subset)."""
+        scaler = cls()
+        scaler.mean_, scaler.scale_, scaler.n_features_in_ = mean, scale, len(mean)
+        return scaler
+
+    def transform(self, X) -> np.ndarray:
+        """Return ``(X - mean_) / scale_`` in ``X``'s float dtype."""
+        check_is_fitted(self, "mean_")
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        dtype = X.dtype if np.issubdtype(X.dtype, np.floating) else np.float64
+        out = np.subtract(X, self.mean_.astype(dtype), dtype=dtype)
+        out /= self.scale_.astype(dtype)
+        return out
+
+
+def column_statistics(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and standard deviations in float64 (constant columns: scale 1).
+
+    Each column is copied contiguous (in blocks of columns) and reduced along its own
+    axis, so its statistics do not depend on the other columns (NumPy reorders the loops
+    of an axis-0 reduction with the array's shape, which changes the rounding).
+    """
+    n, p = X.shape
+    mean, scale = np.empty(p), np.empty(p)
+    for start in range(0, p, 2048):
+        columns = np.array(X[:, start : start + 2048].T, dtype=np.float64, order="C")  # a copy
+        block_mean = columns.sum(axis=1) / n
+        columns -= block_mean[:, None]
+        mean[start : start + 2048] = block_mean
+        scale[start : start + 2048] = np.sqrt(np.einsum("ij,ij->i", columns, columns) / n)
+    scale[scale == 0] = 1.0
+    return mean, scale
+
+
 class InnerSplits:
     """The inner cross-validation of nested CV: leave-sites-out when sites are known.
 
@@ -366,10 +432,12 @@ def _rows(X, index: np.ndarray):
 
 __all__ = [
     "WARM_STARTABLE",
+    "ColumnScaler",
     "InnerSplits",
     "NestedGridSearch",
     "UnivariateScreen",
     "f_statistics",
+    "column_statistics",
     "f_statistics_many",
     "fit_candidates",
     "routing",

@@ -23,7 +23,12 @@ from sklearn.utils.estimator_checks import check_estimator
 
 from brainscale.errors import InputDataError
 from workflows.group.classify_combat import FoldComBat
-from workflows.group.classify_search import InnerSplits, NestedGridSearch, UnivariateScreen
+from workflows.group.classify_search import (
+    ColumnScaler,
+    InnerSplits,
+    NestedGridSearch,
+    UnivariateScreen,
+)
 from workflows.group.harmonize import ComBat
 from workflows.group.models import TorchMLPClassifier, TorchMLPRegressor
 
@@ -56,6 +61,7 @@ ESTIMATORS = [
     (FoldComBat(batch_col=0), {k: v for k, v in COMBAT_EXPECTED.items()
                                if k != "check_fit2d_1sample"}),
     (UnivariateScreen(k=2), {}),
+    (ColumnScaler(), {}),
     (
         NestedGridSearch(
             Pipeline([("scale", StandardScaler()), ("model", LogisticRegression())]),
@@ -95,6 +101,19 @@ class _quiet:
 
     def __exit__(self, *exc):
         self._catch.__exit__(*exc)
+
+
+def test_column_scaler_equals_standard_scaler_and_subsets_its_statistics():
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(80, 30)) * 3 + 7).astype(np.float32)
+    X[:, 4] = 2.0  # constant column: scale 1, as StandardScaler
+    ours = ColumnScaler().fit(X)
+    np.testing.assert_allclose(ours.transform(X), StandardScaler().fit_transform(X), atol=2e-6)
+    columns = np.array([1, 4, 9, 29])
+    # the statistics of a column subset are the subset of the statistics, bit for bit
+    subset = ColumnScaler().fit(X[:, columns])
+    np.testing.assert_array_equal(subset.mean_, ours.mean_[columns])
+    np.testing.assert_array_equal(subset.scale_, ours.scale_[columns])
 
 
 def _batched_data(seed=0):
