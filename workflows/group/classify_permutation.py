@@ -14,8 +14,11 @@ therefore goes fold by fold and, inside a fold, over all label vectors at once:
   (:func:`~workflows.group.classify_search.f_statistics_many`);
 - folds run in parallel (``n_jobs`` joblib workers; the feature table is memory-mapped,
   not copied), with a progress bar on a terminal;
-- only the scaling and the model fits, which depend on each vector's selected
-  features, run once per vector; the candidates of the inner grid are fitted along
+- the scaling statistics of every column are computed once per training set and
+  indexed with each vector's screened features
+  (:class:`~workflows.group.classify_search.ColumnScaler`);
+- only the model fits, which depend on each vector's selected features, run once per
+  vector; the candidates of the inner grid are fitted along
   the regularization path with warm starts
   (:func:`~workflows.group.classify_search.fit_candidates`, also used by the plain loop).
 
