@@ -21,8 +21,9 @@ One participant's graph is mostly a chain (reference -> motion -> coregistration
 resampling -> confounds -> connectivity), so MultiProc keeps few of its processes busy;
 two participants side by side fill them. Expectation on 16 cores with 64 GB: the
 automatic setting runs 8 participants at once with 2 processes each, i.e. about
-8 x the single-participant throughput of a 2-process run, bounded by memory
-(6 GB per participant of the 0.7 mm real data) and by disk I/O.
+8 x the single-participant throughput of a 2-process run, bounded by memory (6 GB
+budgeted per participant, an estimate; the largest process here peaks at 0.9 GB) and by
+disk I/O. CPU time here is noisy: the machine was shared with other jobs.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ from multiprocessing.connection import wait
 from brainscale.errors import RunInterrupted
 
 MEM_GB_PER_PARTICIPANT = 6.0
-"""Memory one participant's graph needs (peak of the 0.7 mm T1w real-data participant)."""
+"""Memory budgeted per participant: a conservative estimate for a 0.7 mm T1w participant
+(not measured here; the largest process of a 2 mm synthetic participant peaks at ~0.9 GB)."""
 PROCS_PER_PARTICIPANT = 2
 """Processes per participant when ``--participants-at-once`` is automatic (0)."""
 
