@@ -211,8 +211,8 @@ def write_translation(shift_ras: np.ndarray, path: str) -> str:
 
 
 def rigid_head_alignment(head: ants.ANTsImage, template: TemplateImages, out_prefix: str,
-                         seed: int = 0) -> str:
-    """Rigidly align a (bias-corrected, ~2 mm) head image to the pseudo-head template.
+                         seed: int = 0, scale: bool = False) -> str:
+    """Rigidly (then, with ``scale``, affinely) align a ~2 mm head to the pseudo-head template.
 
     Parameters
     ----------
@@ -224,11 +224,13 @@ def rigid_head_alignment(head: ants.ANTsImage, template: TemplateImages, out_pre
         Prefix of ANTs output files (its folder should hold nothing else with it).
     seed : int
         Random seed of the metric sampling.
+    scale : bool
+        Follow the rigid stage with a 12-parameter affine stage (head size and shape).
 
     Returns
     -------
     str
-        Path of the ITK rigid transform (template -> head, ANTs "forward" convention).
+        Path of the ITK transform (template -> head, ANTs "forward" convention).
     """
     pseudo = pseudo_head_template(template)
     fixed = to_ants(pseudo)
@@ -243,6 +245,13 @@ def rigid_head_alignment(head: ants.ANTsImage, template: TemplateImages, out_pre
     reg = ants_registration(fixed, head, seed, type_of_transform="Rigid",
                             initial_transform=init_path, mask=fixed_mask,
                             outprefix=f"{out_prefix}rigid_")
+    if not scale:
+        return reg["fwdtransforms"][0]
+    # then 12 parameters: the priors carried by a rigid transform have the template's
+    # size, and a brain mask drawn from them would hide a larger or smaller head
+    reg = ants_registration(fixed, head, seed, type_of_transform="Affine",
+                            initial_transform=reg["fwdtransforms"][0], mask=fixed_mask,
+                            outprefix=f"{out_prefix}headaffine_")
     return reg["fwdtransforms"][0]
 
 

@@ -298,7 +298,7 @@ def normalize_to_template(
             np.asarray(template.mask.dataobj) > 0, template.mask.affine)
         initial = write_translation(shift, f"{out_prefix}init.mat")
     else:
-        initial = rigid_head_alignment(low, template, out_prefix, seed=seed)
+        initial = rigid_head_alignment(low, template, out_prefix, seed=seed, scale=True)
         inside = initial_brain_mask(low, initial, template)
     brain_low = _masked(low, inside)
     fixed = to_ants(template.t1w)
