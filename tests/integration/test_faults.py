@@ -347,10 +347,11 @@ def test_participants_share_the_machine(monkeypatch):
 
     monkeypatch.setattr(parallel, "_machine_memory_gb", lambda: 128.0)
     assert participants_at_once(40, 16, 0) == 8  # 2 processes each
+    assert participants_at_once(3, 16, 0) == 3  # never more than the participants
     monkeypatch.setattr(parallel, "_machine_memory_gb", lambda: 16.0)
     assert participants_at_once(40, 16, 0) == 2  # 6 GB each of the machine's memory
     assert participants_at_once(40, 16, 24) == 4  # 6 GB each
-    assert participants_at_once(3, 16, 0) == 3
+    assert participants_at_once(3, 16, 0) == 2  # the machine's 16 GB hold two
     assert participants_at_once(40, 2, 0) == 1
     assert participants_at_once(40, 2, 0, requested=2) == 2
     assert participants_at_once(40, 2, 0, requested=5) == 2  # never more than nprocs
