@@ -124,7 +124,7 @@ def test_eight_array_tasks_share_one_output_dir(demo_bids, tmp_path, check_anat_
     labels = [f"sub-{i:02d}" for i in range(1, TASKS + 1)]
     for index, (log, label) in enumerate(zip(logs, labels, strict=True)):
         # task i processed the i-th participant of the sorted list, and only it
-        assert re.findall(r"(sub-\w+): (?:done|FAILED)", log) == [label], (index, log)
+        assert re.findall(r"(sub-\w+): (?:completed|partial|failed)\b", log) == [label], (index, log)
         assert label in (out / f"{label}.html").read_text()
     description = json.loads((out / "dataset_description.json").read_text())
     assert REQUIRED <= description.keys()

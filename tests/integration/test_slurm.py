@@ -257,7 +257,7 @@ def test_array_job_maps_task_ids_to_sorted_participants_then_group(
     # task i processed exactly the i-th participant of the sorted list
     for task, subject in zip(tasks, SUBJECTS, strict=True):
         log = logs[task["ArrayTaskId"]]
-        assert re.findall(r"sub-(\w+): (?:done|FAILED)", log) == [subject], log
+        assert re.findall(r"sub-(\w+): (?:completed|partial|failed)\b", log) == [subject], log
     configs = [tomllib.loads(p.read_text())["execution"] for p in (out / "logs").glob("config-*.toml")]
     assert sorted(c["array_index"] for c in configs if c["analysis_level"] == "participant") == [
         0, 1, 2]

@@ -40,10 +40,27 @@ def inverse_gamma_prior(delta_hat: np.ndarray) -> tuple[float, float]:
     -------
     a_prior, b_prior : float
         Shape and scale of the inverse-gamma prior (neuroCombat's ``aprior``/``bprior``).
+        Both are ``inf`` when the variances do not vary (or there is only one): the
+        prior is then a point mass at their mean, the limit of the moment estimates.
     """
     mean = float(np.mean(delta_hat))
-    var = float(np.var(delta_hat, ddof=1))
+    var = float(np.var(delta_hat, ddof=1)) if delta_hat.size > 1 else 0.0
+    if not var > np.finfo(float).eps * mean**2:  # equal up to rounding
+        return np.inf, np.inf
     return (2.0 * var + mean**2) / var, (mean * var + mean**3) / var
+
+
+def _posterior_scale(sum2: np.ndarray, n_samples: int, a_prior: float, b_prior: float,
+                     prior_mean: float) -> np.ndarray:
+    """Posterior batch scale under the inverse-gamma prior (neuroCombat's ``postvar``).
+
+    With a point-mass prior (``a_prior`` infinite) the posterior is the prior's value,
+    ``b / (a - 1) -> prior_mean``, the limit of the formula as the variances' spread
+    goes to zero.
+    """
+    if np.isinf(a_prior):
+        return np.full_like(sum2, prior_mean)
+    return (0.5 * sum2 + b_prior) / (n_samples / 2.0 + a_prior - 1.0)
 
 
 def parametric_adjustments(
@@ -85,7 +102,7 @@ def parametric_adjustments(
         )
         # sum over the batch of (s - gamma_new)^2, from the sufficient statistics
         sum2 = centred_ss + n_samples * (batch_mean - gamma_new) ** 2
-        delta_new = (0.5 * sum2 + b_prior) / (n_samples / 2.0 + a_prior - 1.0)
+        delta_new = _posterior_scale(sum2, n_samples, a_prior, b_prior, float(np.mean(delta_hat)))
         with np.errstate(divide="ignore", invalid="ignore"):
             change = max(
                 np.nanmax(np.abs(gamma_new - gamma_old) / gamma_old),

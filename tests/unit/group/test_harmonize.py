@@ -335,3 +335,23 @@ def test_clone_gives_an_unfitted_estimator_with_the_same_parameters():
     pd.testing.assert_frame_equal(
         copy.fit_transform(observed, covars), fitted.transform(observed, covars)
     )
+
+
+def test_equal_batch_variances_use_the_point_mass_limit_of_the_prior():
+    """All scale estimates equal (e.g. two participants per site): the inverse-gamma
+    moment estimates diverge; the posterior is their limit, not a division by zero."""
+    from workflows.group.combat_estimation import inverse_gamma_prior, parametric_adjustments
+
+    rng = np.random.default_rng(0)
+    n_samples, gamma_hat = 5, rng.normal(size=20)
+    delta_hat = np.full(20, 0.8)
+    assert inverse_gamma_prior(delta_hat) == (np.inf, np.inf)
+    gamma, delta = parametric_adjustments(gamma_hat.copy(), delta_hat * (n_samples - 1),
+                                          n_samples, gamma_hat, delta_hat)
+    assert np.allclose(delta, 0.8) and np.isfinite(gamma).all()
+    # the degenerate case is the limit of nearly equal variances
+    near = delta_hat * (1 + 1e-7 * rng.standard_normal(20))
+    gamma_near, delta_near = parametric_adjustments(gamma_hat.copy(), near * (n_samples - 1),
+                                                    n_samples, gamma_hat, near)
+    assert np.allclose(delta_near, delta, rtol=1e-5)
+    assert np.allclose(gamma_near, gamma, rtol=1e-5, atol=1e-8)
