@@ -375,6 +375,7 @@ class _RegisterInputSpec(BaseInterfaceInputSpec):
     std2anat_xfm = File(exists=True, desc="template-to-T1w transform")
     template_file = File(exists=True, desc="template T1w (no anatomy)")
     template_mask = File(exists=True, desc="template brain mask (no anatomy)")
+    seed = traits.Int(0, usedefault=True, desc="random seed of the registrations' sampling")
 
 
 class _RegisterOutputSpec(TraitedSpec):
@@ -400,6 +401,7 @@ class RegisterDWI(SimpleInterface):
                 inp.t1w_preproc,
                 prefix,
                 inp.t1w_mask if isdefined(inp.t1w_mask) else None,
+                seed=inp.seed,
             )
             atlas_chain, atlas_invert = [inp.std2anat_xfm, rigid], [False, True]
             tpms = (
@@ -419,7 +421,8 @@ class RegisterDWI(SimpleInterface):
             }
         else:
             _, inverse = registration.register_dwi_to_template(
-                inp.b0_file, inp.mask_file, inp.template_file, inp.template_mask, prefix
+                inp.b0_file, inp.mask_file, inp.template_file, inp.template_mask, prefix,
+                seed=inp.seed,
             )
             atlas_chain, atlas_invert = inverse, [True, False]
             tpms = []
