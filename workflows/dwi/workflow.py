@@ -123,7 +123,8 @@ def init_dwi_wf(
     resources = pe.Node(TemplateAtlasResources(atlas_names=list(atlases),
                                                template_resolution=template_resolution),
                         name="resources")
-    register = pe.Node(RegisterDWI(atlas_names=list(atlases), seed=seed), name="register", **threads)
+    register = pe.Node(RegisterDWI(atlas_names=list(atlases), seed=seed), name="register",
+                       **threads)
     tractography = pe.Node(Tractography(seed=seed, seed_density=seed_density,
                                         step_size=step_size, n_jobs=omp_nthreads),
                            name="tractography", n_procs=omp_nthreads)
