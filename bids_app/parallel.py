@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from multiprocessing.connection import wait
 
-from brainscale.errors import RunInterrupted
+from brainscale.errors import RunInterrupted, note_interruption
 
 MEM_GB_PER_PARTICIPANT = 6.0
 """Memory budgeted per participant: a conservative estimate for a 0.7 mm T1w participant
@@ -155,6 +155,7 @@ def _alive(pid: int) -> bool:
 
 
 def _raise_interrupted(signum, _frame):
+    note_interruption(signum)  # raised again by the engine if a node swallows it
     raise RunInterrupted(signum)
 
 

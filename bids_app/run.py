@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 
-from brainscale.errors import BrainScaleError, ExitCode, RunInterrupted
+from brainscale.errors import BrainScaleError, ExitCode, RunInterrupted, forget_interruption
 
 LOGGER = logging.getLogger("brainscale")
 
@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             return int(ExitCode.CANNOT_CREATE_OUTPUT)
         raise
     finally:
+        forget_interruption()
         for signum, handler in (previous or {}).items():
             signal.signal(signum, handler)
 

@@ -111,3 +111,39 @@ class RunInterrupted(BaseException):  # noqa: N818 - like KeyboardInterrupt, not
         self.exit_code = ExitCode(128 + self.signum) if 128 + self.signum in (
             ExitCode.INTERRUPTED_SIGINT, ExitCode.INTERRUPTED_SIGTERM) else ExitCode.FAILURE
         super().__init__(signal.Signals(self.signum).name)
+
+
+_pending_interruption: list[int] = []
+
+
+def note_interruption(signum: int) -> None:
+    """Remember that SIGTERM/SIGINT arrived, for :func:`raise_if_interrupted`.
+
+    The signal handler raises :class:`RunInterrupted` where the main thread happens to be;
+    when that is inside a node run in the main process, Nipype's runtime context swallows
+    the exception (it catches every exception of a node) and carries on with the graph.
+    Noting the signal lets the engine raise it again at the next scheduling step.
+
+    Parameters
+    ----------
+    signum : int
+        The signal number.
+    """
+    _pending_interruption.append(int(signum))
+
+
+def raise_if_interrupted() -> None:
+    """Raise :class:`RunInterrupted` if a signal was noted by :func:`note_interruption`.
+
+    Raises
+    ------
+    RunInterrupted
+        For the first signal noted.
+    """
+    if _pending_interruption:
+        raise RunInterrupted(_pending_interruption[0])
+
+
+def forget_interruption() -> None:
+    """Clear a noted signal (the interruption has been handled)."""
+    _pending_interruption.clear()

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from brainscale.errors import raise_if_interrupted
+
 
 class WorkflowFailedError(RuntimeError):
     """A Nipype graph finished with failed nodes.
@@ -179,15 +181,44 @@ def run_workflow(wf, plan: ExecutionPlan, crash_dir: Path):
         When any node failed; it lists each failed node with its error.
     """
     before = set(crash_dir.glob("crash-*")) if crash_dir.is_dir() else set()
+    plugin_args = dict(plan.plugin_args or {})
+    plugin_args["status_callback"] = _InterruptionCheckpoint(plugin_args.get("status_callback"))
     try:
-        return wf.run(plugin=plan.plugin, plugin_args=plan.plugin_args or {})
+        graph = wf.run(plugin=plan.plugin, plugin_args=plugin_args)
     except Exception as err:
+        raise_if_interrupted()
         crashes = sorted(set(crash_dir.glob("crash-*")) - before)
         failures = [summarize_crash_file(path) for path in crashes]
         if not failures:
             failures = [NodeFailure(node=wf.name, error=f"{type(err).__name__}: {err}",
                                     crash_file="(none)")]
         raise WorkflowFailedError(wf.name, failures) from err
+    raise_if_interrupted()
+    return graph
+
+
+class _InterruptionCheckpoint:
+    """A Nipype status callback that re-raises a noted signal at each node start/end.
+
+    A SIGTERM that lands while a node runs in the main process (``run_without_submitting``)
+    is swallowed by Nipype as a failure of that node; the scheduler then calls the status
+    callback for it, which stops the graph here (see
+    :func:`brainscale.errors.note_interruption`). A class, not a closure: Nipype pickles
+    the plugin arguments along with the nodes it sends to workers.
+
+    Parameters
+    ----------
+    callback : callable, optional
+        A status callback given in the plugin arguments, called first.
+    """
+
+    def __init__(self, callback=None):
+        self.callback = callback
+
+    def __call__(self, node, status):
+        if self.callback is not None:
+            self.callback(node, status)
+        raise_if_interrupted()
 
 
 _NODE_LINE = re.compile(r"^Node: (?P<node>\S+)", re.MULTILINE)

@@ -80,3 +80,48 @@ def test_plugin_file_overrides_default(tmp_path):
     (tmp_path / "bad.yml").write_text("- just\n- a list\n")
     with pytest.raises(ValueError, match="bad.yml"):
         plan_execution(plugin_file=tmp_path / "bad.yml")
+
+
+def _signal_self(counter_dir, value):
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGTERM)  # lands inside the node, in the main process
+    with open(os.path.join(counter_dir, "after_signal.txt"), "w") as handle:
+        handle.write("the node went on\n")
+    return value
+
+
+@pytest.mark.parametrize("plan", [ExecutionPlan("Linear", {}),
+                                  ExecutionPlan("MultiProc", {"n_procs": 2})])
+def test_sigterm_inside_a_main_process_node_stops_the_graph(tmp_path, plan):
+    """Nipype swallows any exception of a node; the noted signal must still stop the graph."""
+    import signal
+
+    from bids_app.parallel import install_signal_handlers
+    from brainscale.errors import RunInterrupted, forget_interruption
+
+    wf = _graph(tmp_path, 4)
+    stop = pe.Node(Function(input_names=["counter_dir", "value"], output_names=["out"],
+                            function=_signal_self), name="stop", run_without_submitting=True)
+    stop.inputs.counter_dir = str(tmp_path)
+    later = pe.Node(Function(input_names=["counter_dir", "value"], output_names=["out"],
+                             function=_append_line), name="later")
+    later.inputs.counter_dir = str(tmp_path / "later")
+    (tmp_path / "later").mkdir()
+    wf.connect([(wf.get_node("check"), stop, [("out", "value")]),
+                (stop, later, [("out", "value")])])
+    crash_dir = tmp_path / "crash"
+    configure_workflow(wf, work_dir=tmp_path / "work", crash_dir=crash_dir,
+                       stop_on_first_crash=False)
+    previous = install_signal_handlers()
+    try:
+        with pytest.raises(RunInterrupted) as info:
+            run_workflow(wf, plan, crash_dir)
+    finally:
+        forget_interruption()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert info.value.signum == signal.SIGTERM
+    assert not (tmp_path / "after_signal.txt").exists()
+    assert not (tmp_path / "later" / "count.txt").exists()  # nothing ran after the signal
