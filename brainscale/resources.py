@@ -342,13 +342,24 @@ def get_template_mask(resolution: int = 1) -> nib.Nifti1Image:
     from nilearn.datasets import load_mni152_brain_mask
 
     img = load_mni152_brain_mask(resolution=_check_resolution(resolution))
-    out = nib.Nifti1Image(np.asarray(img.dataobj).astype(np.uint8), img.affine)
+    data = np.asarray(img.dataobj).astype(np.uint8)
+    data.flags.writeable = False  # shared by every caller (see _as_float32)
+    out = nib.Nifti1Image(data, img.affine)
     out.header.set_xyzt_units("mm")
     return out
 
 
 def _as_float32(img: nib.spatialimages.SpatialImage) -> nib.Nifti1Image:
-    out = nib.Nifti1Image(np.asarray(img.get_fdata(), dtype=np.float32), img.affine)
+    """Return a float32 in-memory copy whose voxels cannot be changed in place.
+
+    The templates are cached per process (and MultiProc workers live for many nodes), and
+    ``get_fdata(dtype=np.float32)`` of a float32 in-memory image returns its own array:
+    a caller writing into that array would change the template for every later user.
+    Read-only voxels turn such a write into an immediate ``ValueError``.
+    """
+    data = np.asarray(img.get_fdata(), dtype=np.float32)
+    data.flags.writeable = False
+    out = nib.Nifti1Image(data, img.affine)
     out.header.set_xyzt_units("mm")
     return out
 

@@ -163,7 +163,7 @@ def pseudo_head_template(template: TemplateImages) -> nib.Nifti1Image:
     """
     inside = np.asarray(template.mask.dataobj) > 0
     dist = ndimage.distance_transform_edt(~inside, sampling=_zooms(template.mask.affine))
-    data = template.t1w.get_fdata(dtype=np.float32)
+    data = np.array(template.t1w.dataobj, dtype=np.float32)  # a copy: the template is shared
     data[(dist > 0) & (dist <= 6)] = 0.05
     data[(dist > 6) & (dist <= 12)] = 0.8
     return like(data, template.t1w)

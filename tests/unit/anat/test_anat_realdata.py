@@ -13,7 +13,6 @@ import pytest
 
 from workflows.anat.interfaces import embedded_template
 from workflows.anat.normalization import apply_displacement
-from workflows.anat.workflow import init_anat_wf
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
@@ -32,17 +31,13 @@ CASES = [("ds-real-mini", "02", False), ("ds-real-mini", "01", False),
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[f"{d}-sub-{s}" for d, s, _ in CASES])
-def anat_outputs(request, shared_data, tmp_path_factory):
+def anat_outputs(request, shared_data, anat_run):
+    """The anatomical outputs of one real T1w (the run is shared with other modules)."""
     dataset, sub, stripped = request.param
     t1w = shared_data / dataset / f"sub-{sub}" / "anat" / f"sub-{sub}_T1w.nii.gz"
     if not t1w.is_file():
         pytest.skip(f"{t1w} not found")
-    tmp = tmp_path_factory.mktemp(f"anat{sub}")
-    wf = init_anat_wf(t1w_files=[str(t1w)], output_dir=str(tmp / "out"),
-                      atlases=["DesikanKilliany"], template_resolution=1)
-    wf.base_dir = str(tmp / "work")
-    wf.run(plugin="Linear")
-    return sub, stripped, tmp / "out" / f"sub-{sub}" / "anat"
+    return sub, stripped, anat_run(t1w)
 
 
 def test_iqms_fall_in_mriqc_published_ranges(anat_outputs):

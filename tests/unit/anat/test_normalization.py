@@ -150,3 +150,26 @@ def test_full_head_normalization_recovers_a_known_affine(tmp_path):
     assert error.mean() < 2.0
     assert abs(np.linalg.det(affine_matrix(norm.affine))) == pytest.approx(
         abs(np.linalg.det(truth[:3, :3])), rel=0.03)
+
+
+def test_shared_templates_cannot_be_changed_in_place():
+    """The cached templates are shared by every node of a worker process.
+
+    ``pseudo_head_template`` once wrote its skull shells into the cached template's own
+    array (``get_fdata(dtype=float32)`` of a float32 image returns that array): the
+    affine stage then met a skull in the "skull-stripped" template, and shrank the
+    template brain into the subject's (eTIV 0.63 of the truth on 2 of 4 demo heads).
+    """
+    from workflows.anat.brain_extraction import pseudo_head_template
+    from workflows.anat.interfaces import embedded_template
+
+    template = embedded_template(2)
+    before = np.array(template.t1w.dataobj)
+    head = np.asarray(pseudo_head_template(template).dataobj)
+    assert (head[np.asarray(template.mask.dataobj) == 0] == 0.8).any()  # the scalp shell
+    assert np.array_equal(np.asarray(template.t1w.dataobj), before)
+    for image in (template.t1w, template.gm, template.wm, template.csf):
+        with pytest.raises(ValueError, match="read-only"):
+            image.get_fdata(dtype=np.float32)[0, 0, 0] = 1.0
+    with pytest.raises(ValueError, match="read-only"):
+        template.mask.dataobj[0, 0, 0] = 1

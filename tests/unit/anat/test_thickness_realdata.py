@@ -20,7 +20,6 @@ import pytest
 
 from workflows.anat.surface_interfaces import load_shape, load_surface
 from workflows.anat.surface_thickness import MAX_THICKNESS_MM
-from workflows.anat.workflow import init_anat_wf
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
@@ -48,18 +47,12 @@ def pytest_generate_tests(metafunc):
 
 
 @pytest.fixture(scope="module")
-def anat_outputs(request, tmp_path_factory):
-    """Run the anatomical workflow once per real T1w; return its anat output folder."""
+def anat_outputs(request, anat_run):
+    """The anatomical outputs of one real T1w (the run is shared with other modules)."""
     t1w = request.param
     if t1w is None:
         pytest.skip("../shared/data is absent")
-    sub = t1w.name.split("_")[0]
-    tmp = tmp_path_factory.mktemp(f"{t1w.parent.parent.parent.name}-{sub}")
-    wf = init_anat_wf(t1w_files=[str(t1w)], output_dir=str(tmp / "out"),
-                      atlases=["DesikanKilliany"], template_resolution=2)
-    wf.base_dir = str(tmp / "work")
-    wf.run(plugin="Linear")
-    return sub, tmp / "out" / sub / "anat"
+    return t1w.name.split("_")[0], anat_run(t1w)
 
 
 def _tables(anat, sub):
