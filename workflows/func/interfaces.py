@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from nilearn.image import resample_to_img
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -20,23 +18,20 @@ from nipype.interfaces.base import (
     isdefined,
     traits,
 )
-from scipy import ndimage
 
 from workflows.func import confounds as confounds_mod
-from workflows.func import connectivity, figures, glm, reference, registration, resample, sdc
-from workflows.func.denoise import denoise_timeseries, fit_strategy, select_confounds
+from workflows.func import connectivity, fieldmap, figures, glm, reference, registration, resample
 from workflows.func.motion import MOTION_COLUMNS, estimate_head_motion
-from workflows.func.slice_timing import correct_slice_timing, slice_timing_plan
+from workflows.func.resample import resample_to_grid
+from workflows.func.slice_timing import slice_timing_plan
 from workflows.interface_utils import out_path, save_image
 
 LOGGER = logging.getLogger("brainscale")
 
 
-def _to_grid(img, like, interpolation: str):
-    with warnings.catch_warnings():  # masks are interpolated on purpose (partial volume)
-        warnings.filterwarnings("ignore", message="Resampling binary images")
-        return resample_to_img(img, like, interpolation=interpolation, force_resample=True,
-                               copy_header=True)
+def _load_if_defined(path):
+    """Load an optional image input (``None`` when the input is undefined)."""
+    return nib.load(path) if isdefined(path) else None
 
 
 def write_tsv(frame: pd.DataFrame, path: str) -> str:
@@ -165,7 +160,7 @@ class Coregister(SimpleInterface):
 
     def _run_interface(self, runtime):
         anat = nib.load(self.inputs.anat_file)
-        anat_mask = _to_grid(nib.load(self.inputs.anat_mask_file), anat, "nearest")
+        anat_mask = resample_to_grid(nib.load(self.inputs.anat_mask_file), anat, "nearest")
         anat_brain = out_path(runtime, "anat_brain.nii.gz")
         nib.save(registration.brain_extract(anat, anat_mask), anat_brain)
         boldref_brain = out_path(runtime, "boldref_brain.nii.gz")
@@ -212,60 +207,30 @@ class ResampleBold(SimpleInterface):
     output_spec = _ResampleBoldOutputSpec
 
     def _run_interface(self, runtime):
-        img = nib.load(self.inputs.bold_file)
-        tr = self.inputs.repetition_time
-        data = np.asarray(img.dataobj, dtype=np.float32)
-        plan = slice_timing_plan(self.inputs.metadata, img.shape, tr,
-                                 os.path.basename(self.inputs.bold_file))
-        if plan is not None:
-            data = correct_slice_timing(data, plan[0], plan[1], tr, plan[2])
-        target = nib.load(self.inputs.target_file)
-        if self.inputs.bold_resolution:
-            shape, affine = resample.grid_at_resolution(target, img.header.get_zooms()[:3])
-        else:
-            shape, affine = target.shape[:3], target.affine
-        grid = nib.Nifti1Image(np.zeros(shape, np.uint8), affine)
-        if isdefined(self.inputs.target_mask_file):
-            mask_img = nib.load(self.inputs.target_mask_file)
-            fraction = nib.Nifti1Image(np.asarray(mask_img.dataobj, np.float32), mask_img.affine)
-            brain = _to_grid(fraction, grid, "continuous")
-            brain = np.asarray(brain.dataobj) > 0.5
-            restrict = ndimage.binary_dilation(brain, iterations=3)
-        else:
-            brain = restrict = None
-        points = resample.grid_points(shape, affine, restrict)
-        field = field_affine = None
-        if isdefined(self.inputs.xfm_file):
-            field, field_affine = resample.load_displacement_field(nib.load(self.inputs.xfm_file))
-        ref_points = resample.target_to_boldref(
-            points, np.loadtxt(self.inputs.anat2boldref_file), field, field_affine)
-        del field
-        if isdefined(self.inputs.vsm_file):
-            vsm = np.asarray(nib.load(self.inputs.vsm_file).dataobj, dtype=np.float64)
-            axis, _ = sdc.pe_axis_and_sign(self.inputs.pe_direction)
-            ref_points = sdc.distort_points(ref_points, img.affine, vsm, axis)
-        matrices = np.load(self.inputs.motion_matrices_file)
-        values = resample.resample_series(data, img.affine, ref_points, matrices,
-                                          self.inputs.order)
-        del data
-        out = resample.fill_grid(values, shape, restrict)
-        del values
-        out_img = nib.Nifti1Image(out, affine)
+        vsm = _load_if_defined(self.inputs.vsm_file)
+        result = resample.resample_bold_run(
+            nib.load(self.inputs.bold_file),
+            np.asarray(nib.load(self.inputs.boldref_file).dataobj, dtype=np.float32),
+            np.load(self.inputs.motion_matrices_file), np.loadtxt(self.inputs.anat2boldref_file),
+            nib.load(self.inputs.target_file), metadata=self.inputs.metadata,
+            repetition_time=self.inputs.repetition_time,
+            source_name=os.path.basename(self.inputs.bold_file),
+            bold_resolution=self.inputs.bold_resolution,
+            target_mask=_load_if_defined(self.inputs.target_mask_file),
+            displacement_field=_load_if_defined(self.inputs.xfm_file),
+            vsm=None if vsm is None else np.asarray(vsm.dataobj, dtype=np.float64),
+            pe_direction=self.inputs.pe_direction if vsm is not None else None,
+            order=self.inputs.order,
+        )
+        out_img = nib.Nifti1Image(result.bold, result.affine)
         out_img.header.set_xyzt_units("mm", "sec")
-        out_img.header["pixdim"][4] = tr
+        out_img.header["pixdim"][4] = self.inputs.repetition_time
         self._results["out_file"] = out_path(runtime, "bold_resampled.nii.gz")
         nib.save(out_img, self._results["out_file"])
-        boldref = np.asarray(nib.load(self.inputs.boldref_file).dataobj, dtype=np.float32)
-        ref_values = resample.resample_series(boldref, img.affine, ref_points, None,
-                                              self.inputs.order)
-        self._results["boldref_file"] = save_image(resample.fill_grid(ref_values, shape, restrict),
-                                              affine, out_path(runtime, "boldref_resampled.nii.gz"))
-        inside = resample.resample_series(np.ones(boldref.shape, np.float32), img.affine,
-                                          ref_points, None, 1) > 0.999
-        coverage = resample.fill_grid(inside, shape, restrict)
-        brain = coverage if brain is None else brain & coverage
+        self._results["boldref_file"] = save_image(
+            result.boldref, result.affine, out_path(runtime, "boldref_resampled.nii.gz"))
         self._results["mask_file"] = save_image(
-            brain, affine, out_path(runtime, "mask.nii.gz"), np.uint8)
+            result.mask, result.affine, out_path(runtime, "mask.nii.gz"), np.uint8)
         return runtime
 
 
@@ -292,10 +257,11 @@ class BoldConfounds(SimpleInterface):
     def _run_interface(self, runtime):
         bold = nib.load(self.inputs.bold_file)
         grid = nib.Nifti1Image(np.zeros(bold.shape[:3], np.uint8), bold.affine)
-        mask = np.asarray(_to_grid(nib.load(self.inputs.mask_file), grid, "nearest").dataobj) > 0
+        mask_img = resample_to_grid(nib.load(self.inputs.mask_file), grid, "nearest")
+        mask = np.asarray(mask_img.dataobj) > 0
         _, wm_file, csf_file = self.inputs.tpm_files
-        wm = np.asarray(_to_grid(nib.load(wm_file), grid, "continuous").dataobj)
-        csf = np.asarray(_to_grid(nib.load(csf_file), grid, "continuous").dataobj)
+        wm = np.asarray(resample_to_grid(nib.load(wm_file), grid, "continuous").dataobj)
+        csf = np.asarray(resample_to_grid(nib.load(csf_file), grid, "continuous").dataobj)
         motion = pd.read_csv(self.inputs.motion_params_file, sep="\t")[list(MOTION_COLUMNS)]
         table, meta = confounds_mod.compute_confounds(
             np.asarray(bold.dataobj, dtype=np.float32), mask, csf, wm, motion.to_numpy(),
@@ -335,42 +301,29 @@ class Connectivity(SimpleInterface):
         from brainscale.resources import get_atlas
 
         atlas = get_atlas(self.inputs.atlas_name)
-        bold = nib.load(self.inputs.bold_file)
-        raw = connectivity.parcel_timeseries(bold, atlas.load(), atlas.labels)
         table = pd.read_csv(self.inputs.confounds_file, sep="\t", na_values=["n/a"])
-        names = list(raw.columns)
-        valid = np.all(np.isfinite(raw.to_numpy()), axis=0) & (raw.std(axis=0).to_numpy() > 0)
-        cleaned = np.full(raw.shape, np.nan)
-        strategy, fallback_note = fit_strategy(table, self.inputs.strategy)
-        if fallback_note:
-            LOGGER.warning("%s: %s", self.inputs.source_name, fallback_note)
-        kept_values, kept = denoise_timeseries(
-            raw.to_numpy()[:, valid], table, strategy,
-            self.inputs.repetition_time, self.inputs.source_name,
-        )
-        cleaned[np.ix_(kept, np.flatnonzero(valid))] = kept_values
+        denoised, matrices = connectivity.atlas_connectivity(
+            nib.load(self.inputs.bold_file), atlas.load(), atlas.labels, table,
+            self.inputs.strategy, self.inputs.repetition_time, self.inputs.source_name)
+        if denoised.note:
+            LOGGER.warning("%s: %s", self.inputs.source_name, denoised.note)
         self._results["timeseries_file"] = write_tsv(
-            pd.DataFrame(cleaned, columns=names), out_path(runtime, "timeseries.tsv"))
-        series = cleaned[kept]
-        pearson = connectivity.pearson_matrix(series)
-        partial = connectivity.partial_correlation_matrix(series)
-        for label, matrix in (("pearson", pearson), ("partial", partial),
-                              ("pearson_z", connectivity.fisher_z(pearson)),
-                              ("partial_z", connectivity.fisher_z(partial))):
+            denoised.timeseries, out_path(runtime, "timeseries.tsv"))
+        for label, matrix in matrices.items():
             self._results[f"{label}_file"] = write_tsv(
-                connectivity.relmat_frame(matrix, names), out_path(runtime, f"{label}_relmat.tsv"))
+                connectivity.relmat_frame(matrix, denoised.names),
+                out_path(runtime, f"{label}_relmat.tsv"))
         self._results["figure_file"] = figures.plot_connectivity(
-            pearson, names, f"{atlas.name}: Pearson r ({strategy})",
+            matrices["pearson"], denoised.names, f"{atlas.name}: Pearson r ({denoised.strategy})",
             out_path(runtime, "connectivity.svg"))
-        _, _, columns = select_confounds(table, strategy)
         self._results["metadata"] = {
-            "DenoisingStrategy": strategy,
+            "DenoisingStrategy": denoised.strategy,
             "DenoisingStrategyRequested": self.inputs.strategy,
-            **({"DenoisingNote": fallback_note} if fallback_note else {}),
-            "ConfoundRegressors": columns,
-            "NumberOfVolumesKept": int(len(kept)),
-            "NumberOfVolumesCensored": int(len(table) - len(kept)),
-            "RegionsWithoutSignal": [n for n, ok in zip(names, valid, strict=True) if not ok],
+            **({"DenoisingNote": denoised.note} if denoised.note else {}),
+            "ConfoundRegressors": denoised.confound_columns,
+            "NumberOfVolumesKept": int(len(denoised.kept)),
+            "NumberOfVolumesCensored": int(len(table) - len(denoised.kept)),
+            "RegionsWithoutSignal": denoised.regions_without_signal,
             "Atlas": atlas.name,
             "AtlasCitation": atlas.citation,
         }
@@ -483,39 +436,17 @@ class FieldmapSDC(SimpleInterface):
     output_spec = _FieldmapSDCOutputSpec
 
     def _run_interface(self, runtime):
-        magnitude = nib.load(self.inputs.magnitude_file)
-        mag_mask = reference.compute_bold_mask(
-            nib.Nifti1Image(np.asarray(magnitude.dataobj, np.float32), magnitude.affine))
-        mag_brain = out_path(runtime, "magnitude_brain.nii.gz")
-        nib.save(registration.brain_extract(magnitude, mag_mask), mag_brain)
-        phasediff = nib.load(self.inputs.phasediff_file)
-        mask = ndimage.binary_erosion(np.asarray(mag_mask.dataobj) > 0)
-        field = sdc.phasediff_to_fieldmap(np.asarray(phasediff.dataobj), self.inputs.echo_time1,
-                                          self.inputs.echo_time2, mask)
-        ref_img = nib.load(self.inputs.boldref_file)
-        ref_brain = out_path(runtime, "boldref_brain.nii.gz")
-        nib.save(registration.brain_extract(ref_img, nib.load(self.inputs.bold_mask_file)),
-                 ref_brain)
-        ref2fmap = registration.register_boldref(
-            ref_brain, mag_brain, out_path(runtime, "boldref2fmap.txt"), transform_type="Rigid",
-            seed=self.inputs.seed, working_resolution_mm=0.0)
-        points = resample.grid_points(ref_img.shape, ref_img.affine)
-        field_ref = resample.resample_series(
-            field.astype(np.float32), phasediff.affine, ref2fmap[:3, :3] @ points
-            + ref2fmap[:3, 3:4], order=1).reshape(ref_img.shape)
-        vsm, axis = sdc.voxel_shift_map(field_ref, self.inputs.total_readout_time,
-                                        self.inputs.pe_direction)
-        self._results["fieldmap_file"] = save_image(field_ref, ref_img.affine,
-                                               out_path(runtime, "fieldmap_hz.nii.gz"))
-        self._results["vsm_file"] = save_image(vsm, ref_img.affine, out_path(runtime, "vsm.nii.gz"))
-        distorted = sdc.distort_points(points, ref_img.affine, vsm, axis)
-        boldref = np.asarray(ref_img.dataobj, dtype=np.float32)
-        unwarped = resample.resample_series(boldref, ref_img.affine, distorted, order=3)
-        self._results["boldref_file"] = save_image(unwarped.reshape(ref_img.shape), ref_img.affine,
-                                              out_path(runtime, "boldref_sdc.nii.gz"))
-        mask = np.asarray(nib.load(self.inputs.bold_mask_file).dataobj, np.float32)
-        unwarped_mask = resample.resample_series(mask, ref_img.affine, distorted, order=1)
-        self._results["mask_file"] = save_image(unwarped_mask.reshape(ref_img.shape) > 0.5,
-                                           ref_img.affine, out_path(runtime, "mask_sdc.nii.gz"),
-                                           np.uint8)
+        boldref = nib.load(self.inputs.boldref_file)
+        corrected = fieldmap.correct_with_fieldmap(
+            nib.load(self.inputs.magnitude_file), nib.load(self.inputs.phasediff_file),
+            self.inputs.echo_time1, self.inputs.echo_time2, boldref,
+            nib.load(self.inputs.bold_mask_file), self.inputs.total_readout_time,
+            self.inputs.pe_direction, work_dir=runtime.cwd, seed=self.inputs.seed)
+        for key, data, name, dtype in (
+            ("fieldmap_file", corrected.fieldmap_hz, "fieldmap_hz.nii.gz", np.float32),
+            ("vsm_file", corrected.vsm, "vsm.nii.gz", np.float32),
+            ("boldref_file", corrected.boldref, "boldref_sdc.nii.gz", np.float32),
+            ("mask_file", corrected.mask, "mask_sdc.nii.gz", np.uint8),
+        ):
+            self._results[key] = save_image(data, boldref.affine, out_path(runtime, name), dtype)
         return runtime

@@ -12,7 +12,7 @@ from workflows.func.motion import fov_center, params_to_matrix
 def template_grid(voxel_mm: float = 4.0):
     """Return the 2 mm template data/affine and a coarser grid (shape, affine) over it."""
     tpl = get_template(resolution=2)
-    data = np.asarray(tpl.dataobj, dtype=np.float32)
+    data = np.array(tpl.dataobj, dtype=np.float32)  # a copy: the template is read-only
     data *= 1000.0 / data.max()
     extent = np.array(tpl.shape) * 2.0
     shape = tuple(int(s) for s in np.floor(extent / voxel_mm))

@@ -5,11 +5,14 @@ from scipy import ndimage
 
 from workflows.func.registration import itk_to_ras_matrix
 from workflows.func.resample import (
+    field_of_view_mask,
     fill_grid,
     grid_at_resolution,
     grid_points,
     load_displacement_field,
+    resample_bold_run,
     resample_series,
+    target_brain_mask,
     target_to_boldref,
 )
 
@@ -98,3 +101,63 @@ def test_grid_at_resolution_covers_same_field_of_view():
     assert np.allclose(np.diag(affine)[:3], 3.0)
     # first voxel centre lies one old voxel inside the edge of the old field of view
     assert np.allclose(affine[:3, 3], [1.0, 1.0, 1.0])
+
+
+def test_target_brain_mask_thresholds_the_fraction_and_dilates_by_three_voxels():
+    """One voxel above the threshold dilates (6-connected, 3 times) into the 63-voxel L1 ball."""
+    shape, affine = (15, 15, 15), np.diag([2.0, 2.0, 2.0, 1.0])
+    fraction = np.full(shape, 0.4, np.float32)  # below the threshold everywhere ...
+    fraction[7, 7, 7] = 0.6  # ... but here
+    brain, restrict = target_brain_mask(nib.Nifti1Image(fraction, affine), shape, affine)
+    assert np.argwhere(brain).tolist() == [[7, 7, 7]]
+    ijk = np.indices(shape) - 7
+    assert np.array_equal(restrict, np.abs(ijk).sum(axis=0) <= 3)
+    assert restrict.sum() == 63
+
+
+def test_field_of_view_mask_keeps_points_whose_neighbours_all_lie_inside():
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    x_vox = np.array([-1.0, -0.5, 0.0, 4.5, 9.0, 9.5, 10.0])
+    points = affine[:3, :3] @ np.vstack([x_vox, np.full(7, 5.0), np.full(7, 5.0)])
+    inside = field_of_view_mask((10, 10, 10), affine, points)
+    assert inside.tolist() == [False, False, True, True, True, False, False]
+
+
+def _shifted_run():
+    rng = np.random.default_rng(7)
+    bold = rng.standard_normal((8, 9, 10, 3)).astype(np.float32)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    return nib.Nifti1Image(bold, affine), bold, affine
+
+
+def test_resample_bold_run_composes_coregistration_and_voxel_shifts():
+    """Target = BOLD grid, anatomy one voxel off in x, a one-voxel shift along j: exact moves."""
+    img, bold, affine = _shifted_run()
+    anat2boldref = np.eye(4)
+    anat2boldref[0, 3] = 2.0  # one voxel along x
+    result = resample_bold_run(
+        img, bold[..., 0], np.stack([np.eye(4)] * 3), anat2boldref, img,
+        metadata={"RepetitionTime": 2.0}, repetition_time=2.0,
+        vsm=np.ones(bold.shape[:3]), pe_direction="j", order=1)
+    assert result.bold.shape == bold.shape and result.bold.dtype == np.float32
+    assert np.allclose(result.bold[:-1, :-1], bold[1:, 1:], atol=1e-5)
+    assert np.allclose(result.boldref[:-1, :-1], bold[1:, 1:, :, 0], atol=1e-5)
+    covered = np.zeros(bold.shape[:3], bool)
+    covered[:-1, :-1] = True  # the last x and y slabs sample outside the field of view
+    assert np.array_equal(result.mask, covered)
+    assert np.array_equal(result.affine, affine)
+
+
+def test_resample_bold_run_restricts_to_the_dilated_target_mask():
+    img, bold, affine = _shifted_run()
+    brain = np.zeros(bold.shape[:3], np.float32)
+    brain[4, 4, 5] = 1.0
+    result = resample_bold_run(
+        img, bold[..., 0], np.stack([np.eye(4)] * 3), np.eye(4), img,
+        metadata={"RepetitionTime": 2.0}, repetition_time=2.0,
+        target_mask=nib.Nifti1Image(brain, affine), order=1)
+    restrict = np.abs(np.indices(brain.shape) - np.array([4, 4, 5])[:, None, None, None]
+                      ).sum(axis=0) <= 3
+    assert np.allclose(result.bold[restrict], bold[restrict], atol=1e-5)
+    assert np.all(result.bold[~restrict] == 0)
+    assert np.argwhere(result.mask).tolist() == [[4, 4, 5]]
