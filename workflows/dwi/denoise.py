@@ -6,9 +6,11 @@ from functools import partial
 
 import numpy as np
 from dipy.denoise.gibbs import gibbs_removal
+from scipy import ndimage
 
 from workflows.dwi.mppca import mppca
 from workflows.dwi.parallel import fork_map
+from workflows.dwi.reference import brain_mask, mean_b0
 
 DENOISE_METHODS = ("mppca", "patch2self", "none")
 """Accepted values of ``method`` in :func:`denoise_dwi`."""
@@ -104,3 +106,64 @@ def remove_gibbs_ringing(data: np.ndarray, *, slice_axis: int = 2, n_jobs: int =
     else:
         out = correct(data)
     return np.clip(out, 0, None).astype(np.float32)
+
+
+HEAD_MASK_DILATION = 4
+"""Voxels by which the b=0 brain mask is grown into the head mask that MP-PCA denoises."""
+
+
+def head_mask(data: np.ndarray, bvals: np.ndarray) -> np.ndarray:
+    """Brain mask of the mean b=0 grown by :data:`HEAD_MASK_DILATION` voxels.
+
+    Parameters
+    ----------
+    data : ndarray, shape (x, y, z, n)
+        Diffusion series.
+    bvals : ndarray, shape (n,)
+        b-values.
+
+    Returns
+    -------
+    ndarray of bool, shape (x, y, z)
+        The voxels worth denoising (brain and a margin around it).
+    """
+    return ndimage.binary_dilation(brain_mask(mean_b0(data, bvals)), iterations=HEAD_MASK_DILATION)
+
+
+def denoise_series(
+    data: np.ndarray,
+    bvals: np.ndarray,
+    *,
+    method: str = "mppca",
+    gibbs: bool = True,
+    slice_axis: int = 2,
+    n_jobs: int = 1,
+) -> np.ndarray:
+    """Denoise a series inside its head mask, then remove its Gibbs ringing.
+
+    Parameters
+    ----------
+    data : ndarray, shape (x, y, z, n)
+        Diffusion series (float32).
+    bvals : ndarray, shape (n,)
+        b-values.
+    method : {"mppca", "patch2self", "none"}
+        See :func:`denoise_dwi`.
+    gibbs : bool
+        Remove Gibbs ringing (:func:`remove_gibbs_ringing`) after denoising.
+    slice_axis : int
+        Acquisition slice axis.
+    n_jobs : int
+        MP-PCA threads and Gibbs-removal processes.
+
+    Returns
+    -------
+    ndarray, shape (x, y, z, n)
+        The corrected series, float32.
+    """
+    data, _ = denoise_dwi(
+        data, bvals, method=method, mask=head_mask(data, bvals), n_threads=n_jobs
+    )
+    if gibbs:
+        data = remove_gibbs_ringing(data, slice_axis=slice_axis, n_jobs=n_jobs)
+    return data

@@ -20,12 +20,11 @@ from nipype.interfaces.base import (
     isdefined,
     traits,
 )
-from scipy import ndimage
 
 from brainscale.errors import InputDataError
 from brainscale.resources import get_atlas, get_template, get_template_mask, save_resource
 from workflows.dwi import gradients, motion, reference, registration, sdc
-from workflows.dwi.denoise import DENOISE_METHODS, denoise_dwi, remove_gibbs_ringing
+from workflows.dwi.denoise import DENOISE_METHODS, denoise_series
 from workflows.dwi.tensor import TENSOR_PARAMS, TENSOR_UNITS, fit_tensor
 from workflows.interface_utils import out_path, save_image
 
@@ -123,17 +122,14 @@ class DenoiseDWI(SimpleInterface):
         img, bvals, bvecs = load_series(
             self.inputs.in_file, self.inputs.bval_file, self.inputs.bvec_file
         )
-        data = np.asarray(img.dataobj, dtype=np.float32)
-        head = ndimage.binary_dilation(
-            reference.brain_mask(reference.mean_b0(data, bvals)), iterations=4
+        data = denoise_series(
+            np.asarray(img.dataobj, dtype=np.float32),
+            bvals,
+            method=self.inputs.method,
+            gibbs=self.inputs.gibbs,
+            slice_axis=self.inputs.slice_axis,
+            n_jobs=self.inputs.n_jobs,
         )
-        data, _ = denoise_dwi(
-            data, bvals, method=self.inputs.method, mask=head, n_threads=self.inputs.n_jobs
-        )
-        if self.inputs.gibbs:
-            data = remove_gibbs_ringing(
-                data, slice_axis=self.inputs.slice_axis, n_jobs=self.inputs.n_jobs
-            )
         self._results["out_file"] = save_image(
             data, img.affine, out_path(runtime, "dwi_denoised.nii.gz")
         )
@@ -155,21 +151,6 @@ class _DistortionOutputSpec(_SeriesOutputSpec):
     sdc_meta = traits.Dict(desc="what was done, for the sidecar")
 
 
-def _find_reversed_pair(metadata: list[dict]) -> tuple[int, int, int] | None:
-    """Find a (+PE, -PE) pair of series on one axis: (plus, minus, axis), or None."""
-    parsed = []
-    for meta in metadata:
-        try:
-            parsed.append(sdc.parse_phase_encoding(meta.get("PhaseEncodingDirection", "")))
-        except ValueError:
-            parsed.append(None)
-    for i, pe_i in enumerate(parsed):
-        for j, pe_j in enumerate(parsed):
-            if pe_i and pe_j and pe_i[0] == pe_j[0] and pe_i[1] == 1 and pe_j[1] == -1:
-                return i, j, pe_i[0]
-    return None
-
-
 class CorrectDistortionAndCombine(SimpleInterface):
     """Estimate distortions from reversed-PE series when present, unwarp, concatenate."""
 
@@ -187,58 +168,31 @@ class CorrectDistortionAndCombine(SimpleInterface):
         if len(shapes) > 1:
             names = ", ".join(os.path.basename(f) for f in self.inputs.in_files)
             raise InputDataError(f"DWI series of one session differ in grid: {names}")
-        metadata = list(self.inputs.metadata)
         names = (
             list(self.inputs.series_names)
             if isdefined(self.inputs.series_names)
             else [os.path.basename(f) for f in self.inputs.in_files]
         )
-        pair = _find_reversed_pair(metadata)
-        arrays = [np.asarray(img.dataobj, dtype=np.float32) for img, _, _ in series]
-        affine = series[0][0].affine
-        if pair is None:
-            meta = {
-                "SusceptibilityDistortionCorrection": "none: no reversed phase-encoding pair "
-                "of DWI series (skipped)"
-            }
-        else:
-            plus, minus, axis = pair
-            b0_plus = reference.mean_b0(arrays[plus], series[plus][1])
-            b0_minus = reference.mean_b0(arrays[minus], series[minus][1])
-            disp = sdc.estimate_pe_displacement(b0_plus, b0_minus, axis)
-            readout = [float(m.get("TotalReadoutTime", 0.0) or 0.0) for m in metadata]
-            ref_time = readout[plus] or 1.0
-            for k, meta_k in enumerate(metadata):
-                try:
-                    axis_k, sign_k = sdc.parse_phase_encoding(
-                        meta_k.get("PhaseEncodingDirection", "")
-                    )
-                except ValueError:
-                    continue
-                if axis_k == axis:
-                    scale = (readout[k] / ref_time) if readout[k] and readout[plus] else 1.0
-                    arrays[k] = sdc.unwarp(arrays[k], disp * scale, axis, sign_k)
-            field = sdc.displacement_to_fieldmap(disp, ref_time)
-            self._results["fieldmap_file"] = save_image(
-                field, affine, out_path(runtime, "fieldmap_hz.nii.gz")
-            )
-            meta = {
-                "SusceptibilityDistortionCorrection": (
-                    "reversed phase-encoding pair: symmetric 1D demons registration of the mean "
-                    "b=0 images along the phase-encoding axis, Jacobian-modulated unwarping"
-                ),
-                "PhaseEncodingPair": [names[plus], names[minus]],
-                "MaxDisplacementVoxels": float(np.abs(disp).max()),
-            }
-        data = np.concatenate(arrays, axis=-1)
-        bvals = np.concatenate([b for _, b, _ in series])
-        bvecs = np.concatenate([v for _, _, v in series])
-        self._results["out_file"] = save_image(
-            data, affine, out_path(runtime, "dwi_combined.nii.gz")
+        combined = sdc.correct_and_combine(
+            [np.asarray(img.dataobj, dtype=np.float32) for img, _, _ in series],
+            [b for _, b, _ in series],
+            [v for _, _, v in series],
+            list(self.inputs.metadata),
+            names,
         )
-        bval, bvec = _save_gradients(bvals, bvecs, affine, out_path(runtime, "dwi_combined"))
+        affine = series[0][0].affine
+        if combined.fieldmap_hz is not None:
+            self._results["fieldmap_file"] = save_image(
+                combined.fieldmap_hz, affine, out_path(runtime, "fieldmap_hz.nii.gz")
+            )
+        self._results["out_file"] = save_image(
+            combined.data, affine, out_path(runtime, "dwi_combined.nii.gz")
+        )
+        bval, bvec = _save_gradients(
+            combined.bvals, combined.bvecs, affine, out_path(runtime, "dwi_combined")
+        )
         self._results["out_bval"], self._results["out_bvec"] = bval, bvec
-        self._results["sdc_meta"] = meta
+        self._results["sdc_meta"] = combined.meta
         return runtime
 
 
@@ -302,16 +256,14 @@ class DWIReference(SimpleInterface):
         img, bvals, _ = load_series(
             self.inputs.in_file, self.inputs.bval_file, self.inputs.bvec_file
         )
-        data = np.asarray(img.dataobj, dtype=np.float32)
-        b0 = reference.mean_b0(data, bvals)
-        mask = reference.brain_mask(b0)
-        bias = reference.b1_bias_field(b0, mask, voxel_size(img))
-        data /= bias[..., None]
+        data, b0, mask, bias = reference.bias_corrected_series(
+            np.asarray(img.dataobj, dtype=np.float32), bvals, voxel_size(img)
+        )
         self._results["out_file"] = save_image(
             data, img.affine, out_path(runtime, "dwi_preproc.nii.gz")
         )
         self._results["b0_file"] = save_image(
-            b0 / bias, img.affine, out_path(runtime, "b0ref.nii.gz")
+            b0, img.affine, out_path(runtime, "b0ref.nii.gz")
         )
         self._results["mask_file"] = save_image(
             mask, img.affine, out_path(runtime, "mask.nii.gz"), np.uint8
@@ -394,61 +346,38 @@ class RegisterDWI(SimpleInterface):
 
     def _run_interface(self, runtime):
         inp = self.inputs
-        prefix = out_path(runtime, "dwi2ref_")
-        if isdefined(inp.t1w_preproc):
-            rigid = registration.register_dwi_to_anat(
-                inp.b0_file,
-                inp.t1w_preproc,
-                prefix,
-                inp.t1w_mask if isdefined(inp.t1w_mask) else None,
-                seed=inp.seed,
+
+        def given(value):
+            return value if isdefined(value) else None
+
+        has_t1w = isdefined(inp.t1w_preproc)
+        result = registration.register_atlases_to_dwi(
+            inp.b0_file,
+            inp.mask_file,
+            list(inp.atlas_files),
+            out_path(runtime, "dwi2ref_"),
+            t1w_file=given(inp.t1w_preproc),
+            t1w_mask_file=given(inp.t1w_mask) if has_t1w else None,
+            t1w_tpm_files=list(inp.t1w_tpms) if has_t1w and isdefined(inp.t1w_tpms) else [],
+            std2anat_xfm=given(inp.std2anat_xfm),
+            template_file=given(inp.template_file),
+            template_mask_file=given(inp.template_mask),
+            seed=inp.seed,
+        )
+        self._results["transforms"] = result.transforms
+        if result.dwi2anat_xfm is not None:
+            self._results["dwi2anat_xfm"] = result.dwi2anat_xfm
+        atlas_files = [
+            save_image(
+                img.get_fdata(), img.affine, out_path(runtime, f"atlas-{name}_dwi.nii.gz"), np.int32
             )
-            atlas_chain, atlas_invert = [inp.std2anat_xfm, rigid], [False, True]
-            tpms = (
-                [
-                    registration.resample_to_dwi(f, inp.b0_file, [rigid], [True], labels=False)
-                    for f in inp.t1w_tpms
-                ]
-                if isdefined(inp.t1w_tpms)
-                else []
-            )
-            self._results["transforms"] = [rigid]
-            self._results["dwi2anat_xfm"] = rigid
-            meta = {
-                "Description": "bias-corrected mean b=0",
-                "AtlasRegistration": "template -> T1w (anatomical workflow) -> DWI (rigid, "
-                "mutual information, ANTs)",
-            }
-        else:
-            _, inverse = registration.register_dwi_to_template(
-                inp.b0_file, inp.mask_file, inp.template_file, inp.template_mask, prefix,
-                seed=inp.seed,
-            )
-            atlas_chain, atlas_invert = inverse, [True, False]
-            tpms = []
-            self._results["transforms"] = inverse
-            meta = {
-                "Description": "bias-corrected mean b=0",
-                "AtlasRegistration": "no T1w: mean b=0 registered directly to the template "
-                "(affine + SyN, mutual information, ANTs); tracking stops on FA",
-            }
-        atlas_files = []
-        for name, path in zip(inp.atlas_names, inp.atlas_files, strict=True):
-            img = registration.resample_to_dwi(
-                path, inp.b0_file, atlas_chain, atlas_invert, labels=True
-            )
-            atlas_files.append(
-                save_image(
-                    img.get_fdata(),
-                    img.affine,
-                    out_path(runtime, f"atlas-{name}_dwi.nii.gz"),
-                    np.int32,
-                )
-            )
-        tpm_files = []
-        for label, img in zip(("GM", "WM", "CSF"), tpms, strict=False):
-            tpm_files.append(
-                save_image(img.get_fdata(), img.affine, out_path(runtime, f"{label}_dwi.nii.gz"))
-            )
-        self._results.update(atlas_dwi=atlas_files, tpms_dwi=tpm_files, registration_meta=meta)
+            for name, img in zip(inp.atlas_names, result.atlases, strict=True)
+        ]
+        tpm_files = [
+            save_image(img.get_fdata(), img.affine, out_path(runtime, f"{label}_dwi.nii.gz"))
+            for label, img in zip(("GM", "WM", "CSF"), result.tpms, strict=False)
+        ]
+        self._results.update(
+            atlas_dwi=atlas_files, tpms_dwi=tpm_files, registration_meta=result.meta
+        )
         return runtime

@@ -80,3 +80,35 @@ def b1_bias_field(
     field = np.where(mask, field, np.nan)
     field /= np.nanmean(field)
     return np.nan_to_num(field, nan=1.0).astype(np.float32)
+
+
+def bias_corrected_series(
+    data: np.ndarray, bvals: np.ndarray, zooms: tuple[float, float, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mask a series from its mean b=0 and divide the series and b=0 by the N4 bias.
+
+    Parameters
+    ----------
+    data : ndarray, shape (x, y, z, n)
+        Diffusion series (float32); divided in place.
+    bvals : ndarray, shape (n,)
+        b-values.
+    zooms : tuple of float
+        Voxel size (mm).
+
+    Returns
+    -------
+    series : ndarray, shape (x, y, z, n)
+        ``data`` divided by the bias field (the same array).
+    b0 : ndarray, shape (x, y, z)
+        Mean b=0 of the uncorrected series divided by the bias field.
+    mask : ndarray of bool, shape (x, y, z)
+        Brain mask (:func:`brain_mask`).
+    bias : ndarray, shape (x, y, z)
+        Multiplicative bias field (:func:`b1_bias_field`).
+    """
+    b0 = mean_b0(data, bvals)
+    mask = brain_mask(b0)
+    bias = b1_bias_field(b0, mask, zooms)
+    data /= bias[..., None]
+    return data, b0 / bias, mask, bias

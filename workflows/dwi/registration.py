@@ -9,6 +9,8 @@ into diffusion space through the T1w is ``[std2anat_xfm, dwi2anat]`` with
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import ants
 import nibabel as nib
@@ -148,3 +150,95 @@ def resample_to_dwi(
     data = out.numpy()
     data = np.rint(data).astype(np.int32) if labels else data.astype(np.float32)
     return nib.Nifti1Image(data, ref.affine)
+
+
+@dataclass
+class DWIRegistration:
+    """Atlases and tissue maps brought into diffusion space, and how."""
+
+    atlases: list[nib.Nifti1Image]
+    """Atlas label images on the diffusion grid (int32), in the order given."""
+    tpms: list[nib.Nifti1Image]
+    """[GM, WM, CSF] probabilities on the diffusion grid (with a T1w and its maps)."""
+    transforms: list[str]
+    """ANTs transforms estimated."""
+    meta: dict
+    """Sidecar of the diffusion reference (``AtlasRegistration``)."""
+    dwi2anat_xfm: str | None = field(default=None)
+    """Rigid diffusion-T1w transform (with a T1w)."""
+
+
+def register_atlases_to_dwi(
+    b0_file: str,
+    mask_file: str,
+    atlas_files: Sequence[str],
+    out_prefix: str,
+    *,
+    t1w_file: str | None = None,
+    t1w_mask_file: str | None = None,
+    t1w_tpm_files: Sequence[str] = (),
+    std2anat_xfm: str | None = None,
+    template_file: str | None = None,
+    template_mask_file: str | None = None,
+    seed: int = 0,
+) -> DWIRegistration:
+    """Bring template-space atlases (and T1w tissue maps) into diffusion space.
+
+    With a T1w, the diffusion reference is aligned rigidly to it
+    (:func:`register_dwi_to_anat`) and the atlases go through the template-to-T1w
+    transform of the anatomical workflow and the inverse rigid one. Without, the
+    reference is registered to the template directly (:func:`register_dwi_to_template`)
+    and the atlases go through the inverse of that registration.
+
+    Parameters
+    ----------
+    b0_file, mask_file : str
+        Diffusion reference and its brain mask.
+    atlas_files : sequence of str
+        Atlas label images in template space.
+    out_prefix : str
+        Prefix of the ANTs output files.
+    t1w_file, t1w_mask_file : str, optional
+        Preprocessed T1w and its brain mask (anatomy available).
+    t1w_tpm_files : sequence of str
+        [GM, WM, CSF] probabilities in T1w space (with a T1w).
+    std2anat_xfm : str, optional
+        Template-to-T1w transform (required with a T1w).
+    template_file, template_mask_file : str, optional
+        Template T1w and brain mask (required without a T1w).
+    seed : int
+        Seed of the registrations' metric sampling.
+
+    Returns
+    -------
+    DWIRegistration
+        Resampled atlases and tissue maps, the transforms and the sidecar.
+    """
+    if t1w_file is not None:
+        rigid = register_dwi_to_anat(b0_file, t1w_file, out_prefix, t1w_mask_file, seed=seed)
+        atlas_chain, atlas_invert = [std2anat_xfm, rigid], [False, True]
+        tpms = [
+            resample_to_dwi(f, b0_file, [rigid], [True], labels=False) for f in t1w_tpm_files
+        ]
+        transforms, dwi2anat = [rigid], rigid
+        meta = {
+            "Description": "bias-corrected mean b=0",
+            "AtlasRegistration": "template -> T1w (anatomical workflow) -> DWI (rigid, "
+            "mutual information, ANTs)",
+        }
+    else:
+        _, inverse = register_dwi_to_template(
+            b0_file, mask_file, template_file, template_mask_file, out_prefix, seed=seed
+        )
+        atlas_chain, atlas_invert = inverse, [True, False]
+        tpms, transforms, dwi2anat = [], inverse, None
+        meta = {
+            "Description": "bias-corrected mean b=0",
+            "AtlasRegistration": "no T1w: mean b=0 registered directly to the template "
+            "(affine + SyN, mutual information, ANTs); tracking stops on FA",
+        }
+    atlases = [
+        resample_to_dwi(path, b0_file, atlas_chain, atlas_invert, labels=True)
+        for path in atlas_files
+    ]
+    return DWIRegistration(atlases, tpms, transforms, meta, dwi2anat)

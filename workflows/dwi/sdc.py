@@ -12,8 +12,13 @@ intensity modulation.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
+
+from workflows.dwi.reference import mean_b0
 
 PE_AXES = {"i": 0, "j": 1, "k": 2}
 
@@ -155,3 +160,150 @@ def displacement_to_fieldmap(displacement: np.ndarray, total_readout_time: float
         Field in Hz.
     """
     return np.asarray(displacement, dtype=np.float32) / float(total_readout_time)
+
+
+def find_reversed_pair(metadata: Sequence[Mapping]) -> tuple[int, int, int] | None:
+    """Find a (+PE, -PE) pair of series on one axis.
+
+    Parameters
+    ----------
+    metadata : sequence of mapping
+        BIDS sidecar of each series (``PhaseEncodingDirection``); a series without a
+        valid direction takes no part.
+
+    Returns
+    -------
+    tuple of int or None
+        ``(plus, minus, axis)``: the indices of the first ``+PE`` series with a ``-PE``
+        partner on the same axis, and that axis; ``None`` without such a pair.
+    """
+    parsed = []
+    for meta in metadata:
+        try:
+            parsed.append(parse_phase_encoding(meta.get("PhaseEncodingDirection", "")))
+        except ValueError:
+            parsed.append(None)
+    for i, pe_i in enumerate(parsed):
+        for j, pe_j in enumerate(parsed):
+            if pe_i and pe_j and pe_i[0] == pe_j[0] and pe_i[1] == 1 and pe_j[1] == -1:
+                return i, j, pe_i[0]
+    return None
+
+
+def readout_scales(
+    metadata: Sequence[Mapping], reference: int, pe_axis: int
+) -> list[tuple[float, int] | None]:
+    """Scale of the reference displacement and PE sign of every series on one axis.
+
+    A displacement in voxels is the field times the total readout time, so a series
+    read out twice as long as the reference is displaced twice as far.
+
+    Parameters
+    ----------
+    metadata : sequence of mapping
+        BIDS sidecar of each series (``PhaseEncodingDirection``, ``TotalReadoutTime``).
+    reference : int
+        Index of the series whose displacement was estimated (the ``+PE`` one).
+    pe_axis : int
+        Voxel axis of the estimated displacement.
+
+    Returns
+    -------
+    list
+        Per series, ``(scale, sign)`` or ``None`` for a series phase-encoded along another
+        axis or without a valid direction (left uncorrected). ``scale`` is the ratio of
+        readout times, 1 when either readout time is missing or zero.
+    """
+    readout = [float(m.get("TotalReadoutTime", 0.0) or 0.0) for m in metadata]
+    ref_time = readout[reference] or 1.0
+    scales: list[tuple[float, int] | None] = []
+    for k, meta_k in enumerate(metadata):
+        try:
+            axis_k, sign_k = parse_phase_encoding(meta_k.get("PhaseEncodingDirection", ""))
+        except ValueError:
+            scales.append(None)
+            continue
+        if axis_k != pe_axis:
+            scales.append(None)
+            continue
+        scale = (readout[k] / ref_time) if readout[k] and readout[reference] else 1.0
+        scales.append((scale, sign_k))
+    return scales
+
+
+@dataclass
+class CombinedSeries:
+    """The distortion-corrected series of a session, concatenated."""
+
+    data: np.ndarray
+    """Series along the last axis, float32."""
+    bvals: np.ndarray
+    bvecs: np.ndarray
+    fieldmap_hz: np.ndarray | None
+    """Off-resonance field (Hz) when a reversed-PE pair was found, else ``None``."""
+    meta: dict
+    """What was done, for the sidecar."""
+
+
+def correct_and_combine(
+    series: Sequence[np.ndarray],
+    bvals: Sequence[np.ndarray],
+    bvecs: Sequence[np.ndarray],
+    metadata: Sequence[Mapping],
+    names: Sequence[str],
+) -> CombinedSeries:
+    """Unwarp the series of a session with their reversed-PE pair, then concatenate them.
+
+    Parameters
+    ----------
+    series : sequence of ndarray, shape (x, y, z, n_k)
+        The series (float32), on one grid.
+    bvals, bvecs : sequence of ndarray
+        Gradients of each series (``(n_k,)`` and ``(n_k, 3)``).
+    metadata : sequence of mapping
+        BIDS sidecar of each series.
+    names : sequence of str
+        File name of each series (recorded in the sidecar).
+
+    Returns
+    -------
+    CombinedSeries
+        Without a reversed-PE pair (:func:`find_reversed_pair`) the series are only
+        concatenated. With one, the displacement is estimated from the pair's mean b=0
+        images, every series on the pair's axis is unwarped with it (scaled by
+        :func:`readout_scales`) and the field is returned in Hz.
+    """
+    arrays = list(series)
+    pair = find_reversed_pair(metadata)
+    field = None
+    if pair is None:
+        meta = {
+            "SusceptibilityDistortionCorrection": "none: no reversed phase-encoding pair "
+            "of DWI series (skipped)"
+        }
+    else:
+        plus, minus, axis = pair
+        b0_plus = mean_b0(arrays[plus], bvals[plus])
+        b0_minus = mean_b0(arrays[minus], bvals[minus])
+        disp = estimate_pe_displacement(b0_plus, b0_minus, axis)
+        for k, scaled in enumerate(readout_scales(metadata, plus, axis)):
+            if scaled is not None:
+                scale, sign_k = scaled
+                arrays[k] = unwarp(arrays[k], disp * scale, axis, sign_k)
+        ref_time = float(metadata[plus].get("TotalReadoutTime", 0.0) or 0.0) or 1.0
+        field = displacement_to_fieldmap(disp, ref_time)
+        meta = {
+            "SusceptibilityDistortionCorrection": (
+                "reversed phase-encoding pair: symmetric 1D demons registration of the mean "
+                "b=0 images along the phase-encoding axis, Jacobian-modulated unwarping"
+            ),
+            "PhaseEncodingPair": [names[plus], names[minus]],
+            "MaxDisplacementVoxels": float(np.abs(disp).max()),
+        }
+    return CombinedSeries(
+        data=np.concatenate(arrays, axis=-1),
+        bvals=np.concatenate(list(bvals)),
+        bvecs=np.concatenate(list(bvecs)),
+        fieldmap_hz=field,
+        meta=meta,
+    )

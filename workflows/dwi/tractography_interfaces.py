@@ -20,16 +20,8 @@ from nipype.interfaces.base import (
 
 from workflows.dwi import connectome, figures
 from workflows.dwi.interfaces import SeriesInputSpec, load_series, out_path, voxel_size
-from workflows.dwi.odf import fit_orientation_model
-from workflows.dwi.tracking import (
-    fa_stopping_criterion,
-    load_trx,
-    save_trx,
-    seed_points,
-    seeding_regions,
-    tissue_stopping_criterion,
-    track,
-)
+from workflows.dwi.tracking import load_trx, save_trx
+from workflows.dwi.tractography import reconstruct_tractograms
 
 
 class _TractographyInputSpec(SeriesInputSpec):
@@ -59,59 +51,36 @@ class Tractography(SimpleInterface):
     def _run_interface(self, runtime):
         inp = self.inputs
         img, bvals, bvecs = load_series(inp.in_file, inp.bval_file, inp.bvec_file)
-        mask = np.asanyarray(nib.load(inp.mask_file).dataobj) > 0
         fa_img = nib.load(inp.fa_file)
-        fa = fa_img.get_fdata(dtype=np.float32)
-        model = fit_orientation_model(
-            np.asarray(img.dataobj, dtype=np.float32), bvals, bvecs, mask, fa, n_jobs=inp.n_jobs
+        tpms = (
+            [nib.load(f).get_fdata(dtype=np.float32) for f in inp.tpms_dwi]
+            if isdefined(inp.tpms_dwi) and len(inp.tpms_dwi) == 3
+            else None
         )
-        voxel = float(np.mean(voxel_size(img)))
-        if isdefined(inp.tpms_dwi) and len(inp.tpms_dwi) == 3:
-            gm, wm, csf = (nib.load(f).get_fdata(dtype=np.float32) for f in inp.tpms_dwi)
-            stopping = tissue_stopping_criterion(
-                wm * mask, gm * mask, csf * mask, step_size=inp.step_size, voxel_size=voxel
-            )
-            stop_desc = "continuous map criterion on T1w tissue probabilities (CMC)"
-            regions = seeding_regions(mask, wm=wm, gm=gm)
-        else:
-            stopping = fa_stopping_criterion(fa * mask, inp.fa_threshold)
-            stop_desc = f"FA < {inp.fa_threshold}"
-            regions = seeding_regions(mask, fa=fa)
-        files, descs, metas = [], [], []
-        for tracker, desc in (("deterministic", "det"), ("probabilistic", "prob")):
-            seed_mask, seed_desc = regions[tracker]
-            seeds = seed_points(seed_mask, img.affine, inp.seed_density)
-            lines = track(
-                model.shm_coeff,
-                stopping,
-                seeds,
-                img.affine,
-                tracker=tracker,
-                step_size=inp.step_size,
-                max_angle=inp.max_angle,
-                seed=inp.seed,
-                n_jobs=inp.n_jobs,
-            )
-            files.append(str(save_trx(lines, fa_img, out_path(runtime, f"{desc}.trx"))))
-            descs.append(desc)
-            metas.append(
-                {
-                    "Algorithm": f"dipy LocalTracking, {tracker} direction getter",
-                    "OrientationModel": model.method.upper(),
-                    "SHOrder": model.sh_order,
-                    "Shell": model.shell,
-                    "SeedCount": int(len(seeds)),
-                    "SeedingRegion": seed_desc,
-                    "SeedDensityPerAxis": inp.seed_density,
-                    "StoppingCriterion": stop_desc,
-                    "StepSizeMM": inp.step_size,
-                    "MaxAngleDeg": inp.max_angle,
-                    "StreamlineCount": int(len(lines)),
-                    "RandomSeed": inp.seed,
-                    "Space": "diffusion (RAS mm of the reference image)",
-                }
-            )
-        self._results.update(trx_files=files, trx_descs=descs, trx_meta=metas)
+        tractograms = reconstruct_tractograms(
+            np.asarray(img.dataobj, dtype=np.float32),
+            bvals,
+            bvecs,
+            np.asanyarray(nib.load(inp.mask_file).dataobj) > 0,
+            fa_img.get_fdata(dtype=np.float32),
+            img.affine,
+            float(np.mean(voxel_size(img))),
+            tpms,
+            seed_density=inp.seed_density,
+            step_size=inp.step_size,
+            max_angle=inp.max_angle,
+            fa_threshold=inp.fa_threshold,
+            seed=inp.seed,
+            n_jobs=inp.n_jobs,
+        )
+        self._results.update(
+            trx_files=[
+                str(save_trx(t.streamlines, fa_img, out_path(runtime, f"{t.desc}.trx")))
+                for t in tractograms
+            ],
+            trx_descs=[t.desc for t in tractograms],
+            trx_meta=[t.meta for t in tractograms],
+        )
         return runtime
 
 

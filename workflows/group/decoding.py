@@ -27,6 +27,7 @@ import pandas as pd
 from workflows.func import decoding_models
 from workflows.func.decoding import Patterns, concat_patterns, time_respecting_folds
 from workflows.group.collect import parse_entities
+from workflows.group.writers import write_tsv
 
 MAX_GROUP_FOLDS = 10
 """Cohorts of more participants (or sites) leave groups out 10-fold, not one at a time."""
@@ -97,10 +98,8 @@ def group_folds(groups: np.ndarray, max_folds: int = MAX_GROUP_FOLDS
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, sep="\t", index=False, na_rep="n/a", float_format="%.6g")
-    tmp.replace(path)
+    """Write a decoding table (6 significant digits) atomically."""
+    write_tsv(frame, path, float_format="%.6g")
 
 
 def _evaluate(patterns, folds, models, n_permutations, seed, stem, out_dir) -> pd.DataFrame:

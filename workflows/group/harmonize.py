@@ -29,7 +29,6 @@ Examples
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,28 +44,18 @@ from workflows.group.combat_estimation import (
     parametric_adjustments,
     parametric_mean_only_adjustment,
 )
+from workflows.group.combat_persistence import (
+    python_scalar,
+    read_combat_model,
+    write_combat_model,
+)
 from workflows.group.covariates import covariates_of, validated_tables
 
-#: Version of the file written by :meth:`ComBat.save`.
-COMBAT_FORMAT_VERSION = 1
 #: Bytes of float64 working memory per block of features (cache-sized blocks make
 #: fit and transform 2-3x faster than 64 MB ones on 10,000 x 79,800 tables).
 BLOCK_BYTES = 4 * 1024**2
 #: A residual standard deviation below this fraction of a feature's RMS counts as zero.
 ZERO_VARIANCE_TOLERANCE = 1e-10
-
-_FITTED_ARRAYS = (
-    "grand_mean_",
-    "var_pooled_",
-    "covariate_betas_",
-    "gamma_hat_",
-    "delta_hat_",
-    "gamma_star_",
-    "delta_star_",
-    "zero_variance_",
-    "samples_per_batch_",
-)
-
 
 class UnseenBatchError(InputDataError, ValueError):
     """A participant's batch (site, scanner) was not part of the data ComBat was fitted on."""
@@ -164,14 +153,14 @@ class ComBat(TransformerMixin, BaseEstimator):
         self.feature_names_ = features.columns.astype(str).tolist()
         self.n_features_in_ = len(self.feature_names_)
         batch_labels = covars[self.batch_col].to_numpy()
-        self.batch_levels_ = [_python_scalar(v) for v in np.unique(batch_labels)]
+        self.batch_levels_ = [python_scalar(v) for v in np.unique(batch_labels)]
         batch_index = self._batch_index(batch_labels, covars.index)
         n_batches = len(self.batch_levels_)
         self.ref_index_ = self._reference_index()
         self.samples_per_batch_ = np.bincount(batch_index, minlength=n_batches)
         self._check_batch_sizes()
         self.categorical_levels_ = {
-            col: [_python_scalar(v) for v in np.unique(covars[col].to_numpy())]
+            col: [python_scalar(v) for v in np.unique(covars[col].to_numpy())]
             for col in self.categorical_cols
         }
         covariates = self._covariate_design(covars)
@@ -361,7 +350,7 @@ class ComBat(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         path : str or Path
-            Output file; ``.npz`` is appended by NumPy when missing.
+            Output file; ``.npz`` is appended when missing.
 
         Returns
         -------
@@ -370,26 +359,7 @@ class ComBat(TransformerMixin, BaseEstimator):
         """
         if not hasattr(self, "gamma_star_"):
             raise RuntimeError("ComBat.save called before fit")
-        metadata = {
-            "format": "brainscale-combat",
-            "format_version": COMBAT_FORMAT_VERSION,
-            "params": {
-                **self.get_params(),
-                "categorical_cols": list(self.categorical_cols),
-                "continuous_cols": list(self.continuous_cols),
-                "ref_batch": _python_scalar(self.ref_batch),
-            },
-            "batch_levels": self.batch_levels_,
-            "categorical_levels": self.categorical_levels_,
-            "feature_names": self.feature_names_,
-            "ref_index": self.ref_index_,
-        }
-        path = Path(path)
-        if path.suffix != ".npz":
-            path = path.with_name(path.name + ".npz")
-        arrays = {name: getattr(self, name) for name in _FITTED_ARRAYS}
-        np.savez_compressed(path, metadata=np.array(json.dumps(metadata)), **arrays)
-        return path
+        return write_combat_model(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> ComBat:
@@ -405,19 +375,7 @@ class ComBat(TransformerMixin, BaseEstimator):
         ComBat
             The fitted estimator.
         """
-        try:
-            with np.load(path, allow_pickle=False) as stored:
-                metadata = json.loads(str(stored["metadata"]))
-                arrays = {name: stored[name] for name in _FITTED_ARRAYS}
-        except (OSError, KeyError, ValueError) as error:
-            raise InputDataError(f"{path}: not a saved ComBat model ({error})") from error
-        if metadata.get("format") != "brainscale-combat":
-            raise InputDataError(f"{path}: not a saved ComBat model")
-        if metadata["format_version"] > COMBAT_FORMAT_VERSION:
-            raise InputDataError(
-                f"{path}: ComBat model format {metadata['format_version']} is newer than "
-                f"this version of BrainScale reads ({COMBAT_FORMAT_VERSION})"
-            )
+        metadata, arrays = read_combat_model(path)
         model = cls(**metadata["params"])
         model.batch_levels_ = metadata["batch_levels"]
         model.categorical_levels_ = metadata["categorical_levels"]
@@ -504,7 +462,3 @@ def _feature_blocks(n_samples: int, n_features: int) -> list[slice]:
     width = max(1, BLOCK_BYTES // (8 * max(n_samples, 1)))
     return [slice(start, min(start + width, n_features)) for start in range(0, n_features, width)]
 
-
-def _python_scalar(value: object) -> object:
-    """Turn NumPy scalars into plain Python values (JSON-serialisable)."""
-    return value.item() if isinstance(value, np.generic) else value

@@ -46,6 +46,7 @@ from workflows.group.voxel_inputs import (
     gather_voxel_maps,
     parse_voxel_kind,
 )
+from workflows.group.writers import write_tsv
 
 HARMONIZATIONS = ("combat", "intensity", "none")
 #: Largest voxel matrix (GB of float32) that ``harmonize="combat"`` loads into RAM.
@@ -199,23 +200,16 @@ MAP_METHODS = {
 }
 
 
-def _write_table(table: pd.DataFrame, path: Path, index: bool = False) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    table.to_csv(tmp, sep="\t", index=index, na_rep="n/a", float_format="%.8g")
-    tmp.replace(path)
-
-
 def save_image_evaluation(evaluation: ImageModelEvaluation, stem: str, group_dir: Path,
                           sources) -> str:
     """Write an evaluation's tables, stat maps, model and figure; return the figure name."""
     out = group_dir / "image_models"
-    _write_table(evaluation.metrics.assign(cv=evaluation.cv), out / f"{stem}_metrics.tsv")
-    _write_table(evaluation.predictions, out / f"{stem}_predictions.tsv", index=True)
+    write_tsv(evaluation.metrics.assign(cv=evaluation.cv), out / f"{stem}_metrics.tsv")
+    write_tsv(evaluation.predictions, out / f"{stem}_predictions.tsv", index=True)
     if evaluation.confusion is not None:
-        _write_table(evaluation.confusion, out / f"{stem}_confusion.tsv", index=True)
+        write_tsv(evaluation.confusion, out / f"{stem}_confusion.tsv", index=True)
     if evaluation.roc is not None:
-        _write_table(evaluation.roc, out / f"{stem}_roc.tsv")
+        write_tsv(evaluation.roc, out / f"{stem}_roc.tsv")
     for name, img in evaluation.maps.items():
         write_stat_map(img, out / f"{stem}_space-{TEMPLATE_SPACE}_stat-{name}_statmap.nii.gz",
                        description=f"{evaluation.model} {name} map", sources=sources,

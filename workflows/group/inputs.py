@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from brainscale.errors import InputDataError, NoInputError, UsageError
@@ -43,6 +44,13 @@ def row_labels(keys: pd.DataFrame) -> pd.Index:
     return pd.Index(
         [p if s == "n/a" else f"{p}_{s}" for p, s in keys[KEY_COLUMNS].to_numpy()], name="label"
     )
+
+
+def finite_rows(features: pd.DataFrame) -> pd.Series:
+    """Return which rows have only finite feature values."""
+    values = features.to_numpy()
+    values = values if values.dtype.kind == "f" else values.astype(np.float64)
+    return pd.Series(np.isfinite(values).all(axis=1), index=features.index)
 
 
 def split_covariates(covars, columns, types, notes) -> tuple[tuple, tuple]:

@@ -20,6 +20,8 @@ import pandas as pd  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
+from workflows.group.writers import write_text  # noqa: E402
+
 GRAPH_METRICS_SHOWN = (
     "density",
     "mean_strength",
@@ -292,8 +294,4 @@ def render_group_report(
         + "\n".join(sections)
         + "\n</body></html>\n"
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text(page, path)

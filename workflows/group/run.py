@@ -10,9 +10,8 @@ phenotype of ``participants.tsv`` and writes under ``output_dir/group/``::
     models/combat_<set>.npz                  fitted ComBat models (ComBat.load)
     graph/<connectome>_global.tsv            global graph metrics per participant
     graph/<connectome>_nodal.tsv             nodal graph metrics (participant x node)
-    prediction/<set>_model-<m>_*.tsv         metrics, predictions, confusion, ROC,
-                                             top features; summary.tsv for all
-    models/<set>_model-<m>.joblib (+ .pt)    final models refitted on every row
+    prediction/, models/<set>_model-<m>.*    prediction of the target
+                                             (:mod:`workflows.group.prediction`)
     figures/*.svg, group.html                the group report
 """
 
@@ -21,19 +20,10 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
-import joblib
-import numpy as np
 import pandas as pd
 
 from brainscale.errors import InputDataError
-from workflows.group.classify import (
-    CLASSIFIERS,
-    REGRESSORS,
-    ModelEvaluation,
-    evaluate_model,
-    infer_task,
-    site_predictability,
-)
+from workflows.group.classify import infer_task, site_predictability
 from workflows.group.collect import KEY_COLUMNS
 from workflows.group.decoding import group_decoding, sites_of
 from workflows.group.graph import graph_metrics_table
@@ -43,44 +33,30 @@ from workflows.group.inputs import (
     add_head_size,
     check_models,
     collect_inputs,
+    finite_rows,
     read_participants,
     row_labels,
     split_covariates,
     with_head_size,
 )
-from workflows.group.models import save_torch_model
 from workflows.group.phenotype import (
     read_participants_json,
     resolve_columns,
 )
+from workflows.group.prediction import predict_target
 from workflows.group.qc import apply_exclusions, run_qc
 from workflows.group.qc_dashboard import render_qc_dashboard
 from workflows.group.report import (
-    ClassifierSummary,
     SiteEffect,
-    plot_evaluation,
     plot_graph_metrics,
     plot_pca_by_site,
     render_group_report,
 )
 from workflows.group.states import dynamic_state_features, render_brain_states
+from workflows.group.writers import write_tsv
 
-TORCH_MODELS = ("mlp", "brainnetcnn")
 #: The default phenotype columns: roles found through aliases, skipped with a note if absent.
 DEFAULT_COLUMNS = {"harmonize_by": "site", "covariates": ("age", "sex"), "target": "diagnosis"}
-DEFAULT_MODELS = {
-    "classification": ("logreg", "linsvm", "rf", "mlp", "brainnetcnn"),
-    "regression": ("ridge", "linsvr", "rf", "mlp", "brainnetcnn"),
-}
-
-
-def _write_tsv(table: pd.DataFrame, path: Path, index: bool = False) -> Path:
-    """Write a TSV atomically (``n/a`` for missing values)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    table.to_csv(tmp, sep="\t", index=index, na_rep="n/a", float_format="%.8g")
-    tmp.replace(path)
-    return path
 
 
 def _feature_sets(data) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
@@ -96,17 +72,10 @@ def _feature_sets(data) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     return sets
 
 
-def _finite_rows(features: pd.DataFrame) -> pd.Series:
-    """Return which rows have only finite feature values."""
-    values = features.to_numpy()
-    values = values if values.dtype.kind == "f" else values.astype(np.float64)
-    return pd.Series(np.isfinite(values).all(axis=1), index=features.index)
-
-
 def _harmonize(name, features, covars, site_col, protected, types, group_dir, notes):
     """Fit ComBat on a feature set, save the model and return the harmonized rows (or None)."""
     usable = covars.loc[features.index, [site_col, *protected]].notna().all(axis=1)
-    usable &= _finite_rows(features)
+    usable &= finite_rows(features)
     if (~usable).any():
         notes.append(
             f"{name}: {int((~usable).sum())} row(s) not harmonized "
@@ -166,8 +135,8 @@ def _graph_metrics(data, group_dir, phenotype, target, threshold, n_random, seed
             n_jobs=n_jobs,
         )
         keys = conn.subjects[KEY_COLUMNS].set_index(labels)
-        _write_tsv(keys.join(global_table), group_dir / "graph" / f"{name}_global.tsv")
-        _write_tsv(nodal.reset_index(), group_dir / "graph" / f"{name}_nodal.tsv")
+        write_tsv(keys.join(global_table), group_dir / "graph" / f"{name}_global.tsv")
+        write_tsv(nodal.reset_index(), group_dir / "graph" / f"{name}_nodal.tsv")
         groups = None
         if target and infer_task(phenotype[target]) == "classification":
             groups = phenotype.reindex(conn.subjects["participant_id"])[target]
@@ -181,125 +150,6 @@ def _graph_metrics(data, group_dir, phenotype, target, threshold, n_random, seed
             f"set to zero, {n_random} degree-preserving random networks for small-worldness."
         )
     return figures
-
-
-def _save_evaluation(evaluation: ModelEvaluation, stem: str, group_dir: Path) -> str:
-    out = group_dir / "prediction"
-    metrics = evaluation.metrics.assign(permutation_p=evaluation.p_value, cv=evaluation.cv)
-    _write_tsv(metrics, out / f"{stem}_metrics.tsv")
-    _write_tsv(evaluation.predictions, out / f"{stem}_predictions.tsv", index=True)
-    _write_tsv(evaluation.top_features, out / f"{stem}_features.tsv")
-    if evaluation.confusion is not None:
-        _write_tsv(evaluation.confusion, out / f"{stem}_confusion.tsv", index=True)
-    if evaluation.roc is not None:
-        _write_tsv(evaluation.roc, out / f"{stem}_roc.tsv")
-    models = group_dir / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    joblib.dump(evaluation.final_model, models / f"{stem}.joblib")
-    if evaluation.model in TORCH_MODELS:
-        save_torch_model(evaluation.final_model.named_steps["model"], models / f"{stem}.pt")
-    return plot_evaluation(
-        evaluation.roc,
-        evaluation.confusion,
-        evaluation.predictions,
-        evaluation.top_features,
-        group_dir / "figures" / f"prediction_{stem}.svg",
-    )
-
-
-MIN_PARTICIPANTS_FOR_PREDICTION = 10
-"""Below this cohort size, cross-validated prediction is not attempted (noted in the report)."""
-
-
-def _predict(
-    sets,
-    covars,
-    target,
-    site_col,
-    protected,
-    models,
-    seed,
-    n_permutations,
-    device,
-    group_dir,
-    notes,
-    options,
-):
-    """Evaluate every model on every feature set; write the tables, models and figures."""
-    task = infer_task(covars[target])
-    valid = CLASSIFIERS if task == "classification" else REGRESSORS
-    if models and not set(models) & set(valid):
-        notes.append(f"--models {list(models)}: none is a {task} model; prediction skipped")
-        return []
-    if models and set(models) - set(valid):
-        notes.append(f"--models: {sorted(set(models) - set(valid))} skipped (not {task} models)")
-    summaries, rows = [], []
-    labelled = int(covars[target].notna().sum())
-    if labelled < MIN_PARTICIPANTS_FOR_PREDICTION:
-        notes.append(
-            f"prediction of {target!r} skipped: {labelled} participant(s) with a value, "
-            f"fewer than {MIN_PARTICIPANTS_FOR_PREDICTION} (nested cross-validation needs more)"
-        )
-        return summaries
-    for set_name, (keys, features) in sets.items():
-        first_session = ~keys["participant_id"].duplicated().to_numpy()
-        if not first_session.all():
-            notes.append(f"{set_name}: first session of each participant used for prediction")
-        finite = _finite_rows(features).to_numpy()
-        if not finite.all():
-            notes.append(f"{set_name}: {int((~finite).sum())} row(s) with missing values dropped")
-        X = features.loc[first_session & finite]
-        X = X.loc[:, X.std() > 0]
-        these = with_head_size(set_name, protected, options["head_size"])
-        categorical, continuous = split_covariates(covars, these, options["types"], notes)
-        for model in [m for m in models if m in valid] if models else DEFAULT_MODELS[task]:
-            if model == "brainnetcnn" and not set_name.endswith("_edges"):
-                continue
-            is_torch = model in TORCH_MODELS
-            evaluation = evaluate_model(
-                X,
-                covars.loc[X.index, target],
-                covars=covars,
-                model=model,
-                task=task,
-                site_col=site_col,
-                categorical=list(categorical),
-                continuous=list(continuous),
-                harmonize=site_col is not None,
-                seed=seed,
-                n_permutations=0 if is_torch else n_permutations,
-                device=device,
-                n_jobs=options["n_jobs"],
-                progress=options["progress"],
-            )
-            if is_torch and n_permutations:
-                evaluation.notes.append("permutation test not run for torch models (cost)")
-            stem = f"{set_name}_model-{model}"
-            figure = _save_evaluation(evaluation, stem, group_dir)
-            summaries.append(
-                ClassifierSummary(
-                    set_name,
-                    model,
-                    task,
-                    evaluation.cv,
-                    evaluation.metrics,
-                    evaluation.p_value,
-                    figure,
-                    evaluation.notes,
-                )
-            )
-            for _, m in evaluation.metrics.iterrows():
-                rows.append(
-                    {
-                        "feature_set": set_name,
-                        "model": model,
-                        "cv": evaluation.cv,
-                        **m.to_dict(),
-                        "permutation_p": evaluation.p_value,
-                    }
-                )
-    _write_tsv(pd.DataFrame(rows), group_dir / "prediction" / "summary.tsv")
-    return summaries
 
 
 def run_group(
@@ -414,13 +264,13 @@ def run_group(
     data = collect_inputs(output_dir, participants, derivatives or {}, notes)
     phenotype = participants.set_index("participant_id")
     cohort = data.subjects.merge(participants, on="participant_id", how="left")
-    _write_tsv(cohort, group_dir / "cohort.tsv")
-    _write_tsv(data.missing, group_dir / "missing.tsv")
+    write_tsv(cohort, group_dir / "cohort.tsv")
+    write_tsv(data.missing, group_dir / "missing.tsv")
     quality = run_qc(output_dir, participants, site_col=site_col, rule=qc_exclude)
     notes += quality.notes
-    _write_tsv(quality.table, group_dir / "qc.tsv")  # one row per image, every IQM
-    _write_tsv(quality.outliers, group_dir / "qc_outliers.tsv")
-    _write_tsv(quality.exclusions, group_dir / "qc_exclusions.tsv")
+    write_tsv(quality.table, group_dir / "qc.tsv")  # one row per image, every IQM
+    write_tsv(quality.outliers, group_dir / "qc_outliers.tsv")
+    write_tsv(quality.exclusions, group_dir / "qc_exclusions.tsv")
     data = apply_exclusions(data, quality.exclusions)
     if columns.descriptions:
         notes.append(
@@ -446,7 +296,7 @@ def run_group(
     protected = [c for c in dict.fromkeys([*covariates, *([target] if target else [])])]
     site_effects = []
     for name, (keys, features) in sets.items():
-        _write_tsv(
+        write_tsv(
             keys.join(features.reset_index(drop=True)), group_dir / "features" / f"{name}.tsv"
         )
         if site_col is None:
@@ -455,7 +305,7 @@ def run_group(
         harmonized = _harmonize(name, features, covars, site_col, these, types, group_dir, notes)
         if harmonized is not None:
             table = keys.set_index(features.index).loc[harmonized.index].join(harmonized)
-            _write_tsv(table, group_dir / "features" / f"{name}_harmonized.tsv")
+            write_tsv(table, group_dir / "features" / f"{name}_harmonized.tsv")
             try:
                 site_effects.append(
                     _site_effect(
@@ -474,14 +324,14 @@ def run_group(
                 notes.append(f"{name}: site predictability not estimated: {err}")
     if site_effects:
         table = pd.DataFrame([vars(effect) for effect in site_effects]).drop(columns="figure")
-        _write_tsv(table.rename(columns={"name": "feature_set"}), group_dir / "site_effects.tsv")
+        write_tsv(table.rename(columns={"name": "feature_set"}), group_dir / "site_effects.tsv")
     graph_figures = _graph_metrics(
         data, group_dir, phenotype, target, graph_threshold, n_random_graphs, seed, notes,
         n_jobs,
     )
     summaries = []
     if target:
-        summaries = _predict(
+        summaries = predict_target(
             sets,
             covars,
             target,

@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from brainscale.derivatives import write_json  # noqa: E402
+from workflows.group.writers import save_nifti  # noqa: E402
 
 #: Rows per backward pass of the saliency maps.
 SALIENCY_BATCH = 8
@@ -162,10 +163,7 @@ def write_stat_map(img: nib.Nifti1Image, path: Path, *, description: str, source
                    method: str) -> Path:
     """Write a stat map (float32 NIfTI) with its JSON sidecar (Sources, method, units)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.nii.gz")
-    nib.save(img, tmp)
-    tmp.replace(path)
+    save_nifti(img, path)
     write_json(path.with_name(path.name.replace(".nii.gz", ".json")),
                {"Description": description, "Sources": list(sources), "Method": method,
                 "Units": "arbitrary (model decision per voxel)",

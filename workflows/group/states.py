@@ -32,6 +32,7 @@ import pandas as pd
 from brainscale.errors import InputDataError
 from workflows.func import dynamic_connectivity as dfc
 from workflows.group.collect import KEY_COLUMNS, NO_SESSION, parse_entities
+from workflows.group.writers import write_text, write_tsv
 
 _PREFIX = re.compile(r"^(.*?)_atlas-")
 
@@ -97,12 +98,9 @@ def _metrics_row(sequences: list[np.ndarray], n_states: int, step_s: float) -> d
     return row
 
 
-def _write_tsv(frame: pd.DataFrame, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, sep="\t", index=False, na_rep="n/a", float_format="%.6g")
-    tmp.replace(path)
-    return path
+def _write_states_tsv(frame: pd.DataFrame, path: Path) -> Path:
+    """Write a state table (6 significant digits) atomically."""
+    return write_tsv(frame, path, float_format="%.6g")
 
 
 def cohort_states(
@@ -176,15 +174,15 @@ def write_states(group_dir: Path, *, task: str, atlas: str, regions: list[str],
     for k, centroid in enumerate(model.centroids):
         matrix = np.tanh(dfc.edges_to_matrix(centroid, len(regions), diagonal=np.inf))
         matrices.append(matrix)
-        written[f"state{k + 1}"] = _write_tsv(
+        written[f"state{k + 1}"] = _write_states_tsv(
             relmat_frame(matrix, regions),
             states_dir / f"{stem}_meas-PearsonCorrelation_desc-state{k + 1}_relmat.tsv")
-    written["table"] = _write_tsv(table, states_dir / f"{stem}_states.tsv")
-    (states_dir / f"{stem}_states.json").write_text(json.dumps(parameters, indent=2))
+    written["table"] = _write_states_tsv(table, states_dir / f"{stem}_states.tsv")
+    write_text(json.dumps(parameters, indent=2), states_dir / f"{stem}_states.json")
     for run, sequence, times in zip(runs, model.sequences, centres, strict=True):
         name = run.path.name.replace(f"_atlas-{atlas}_timeseries.tsv",
                                      f"_atlas-{atlas}_desc-states_timeseries.tsv")
-        _write_tsv(pd.DataFrame({"window_center_s": times, "state": sequence + 1}),
+        _write_states_tsv(pd.DataFrame({"window_center_s": times, "state": sequence + 1}),
                    states_dir / name)
     occupancy = np.bincount(np.concatenate(model.sequences), minlength=model.n_states)
     (Path(group_dir) / "figures").mkdir(parents=True, exist_ok=True)

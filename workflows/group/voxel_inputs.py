@@ -30,6 +30,7 @@ from brainscale.derivatives import atomic_write, write_json
 from brainscale.errors import InputDataError
 from brainscale.resources import TEMPLATE_SPACE, get_template_mask
 from workflows.group.collect import KEY_COLUMNS, NO_SESSION, parse_entities
+from workflows.group.writers import save_nifti
 
 #: Kinds of MNI-space maps: name -> (datatype, suffix, required entities).
 VOXEL_KINDS: dict[str, tuple[str, str, dict[str, str]]] = {
@@ -288,23 +289,20 @@ def gather_voxel_maps(
     if not keep.any():
         raise InputDataError(f"{stem}: the voxel mask is empty on the maps' grid")
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    tmp = stem.with_name(stem.name + ".tmp.npy")
-    values = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                       shape=(len(maps), int(keep.sum())))
     n_resampled = n_nonfinite = n_averaged = 0
-    for row, paths in enumerate(maps["paths"]):
-        data, _, resampled = _mean_map(paths, grid)
-        n_resampled += resampled
-        n_averaged += len(paths) > 1
-        volume = block_downsample(data, downsample)[keep]
-        bad = ~np.isfinite(volume)
-        n_nonfinite += bool(bad.any())
-        volume[bad] = 0.0
-        values[row] = volume
-    values.flush()
-    del values
-    tmp.replace(f"{stem}.npy")
+    with atomic_write(f"{stem}.npy", "wb") as handle:  # streamed row by row, as float32
+        np.lib.format.write_array_header_1_0(handle, {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+            "fortran_order": False, "shape": (len(maps), int(keep.sum()))})
+        for paths in maps["paths"]:
+            data, _, resampled = _mean_map(paths, grid)
+            n_resampled += resampled
+            n_averaged += len(paths) > 1
+            volume = block_downsample(data, downsample)[keep]
+            bad = ~np.isfinite(volume)
+            n_nonfinite += bool(bad.any())
+            volume[bad] = 0.0
+            handle.write(np.ascontiguousarray(volume, dtype=np.float32).tobytes())
     if n_resampled:
         notes.append(f"{n_resampled} map(s) resampled (linear) onto the grid of the first map")
     if n_averaged:
@@ -312,9 +310,7 @@ def gather_voxel_maps(
     if n_nonfinite:
         notes.append(f"{n_nonfinite} map(s) had non-finite values in the mask: set to 0")
     out_affine = downsampled_affine(affine, downsample)
-    mask_tmp = stem.with_name(stem.name + "_mask.tmp.nii.gz")
-    nib.save(nib.Nifti1Image(keep.astype(np.uint8), out_affine), mask_tmp)
-    mask_tmp.replace(f"{stem}_mask.nii.gz")
+    save_nifti(nib.Nifti1Image(keep.astype(np.uint8), out_affine), f"{stem}_mask.nii.gz")
     rows = maps[KEY_COLUMNS].assign(source=[";".join(p) for p in maps["paths"]])
     with atomic_write(f"{stem}_rows.tsv") as handle:
         rows.to_csv(handle, sep="\t", index=False)
