@@ -206,7 +206,7 @@ def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
         import gzip
 
         with atomic_write(dst, "wb") as out, open(src, "rb") as raw:
-            with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as zipped:
+            with gzip.GzipFile(filename="", fileobj=out, mode="wb", mtime=0) as zipped:
                 shutil.copyfileobj(raw, zipped)
         return dst
     with atomic_write(dst, "wb") as out, open(src, "rb") as raw:

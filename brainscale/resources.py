@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from brainscale.errors import ResourceError
+from brainscale.writers import save_nifti
 
 TEMPLATE_SPACE = "MNI152NLin2009aSym"
 """BIDS name of the embedded template space."""
@@ -382,7 +383,5 @@ def save_resource(img: nib.Nifti1Image, path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.nii.gz")
-        nib.save(img, tmp)
-        os.replace(tmp, path)
+        save_nifti(img, path)
     return path

@@ -6,13 +6,12 @@ Vendor, intensity gain, noise and bias field; images written as dcm2niix writes 
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from brainscale.derivatives import atomic_write
+from brainscale.writers import save_nifti as write_nifti
 
 
 def site_scanner(site: int) -> dict:
@@ -83,9 +82,4 @@ def save_nifti(data: np.ndarray, affine: np.ndarray, path: Path, zooms_t: float 
     img.set_sform(affine, code=1)
     if zooms_t is not None:
         img.header.set_zooms(img.header.get_zooms()[:3] + (zooms_t,))
-    with atomic_write(path, "wb") as handle:
-        handle.write(img.to_bytes() if not str(path).endswith(".gz") else _gzip(img.to_bytes()))
-
-
-def _gzip(raw: bytes) -> bytes:
-    return gzip.compress(raw, compresslevel=4, mtime=0)
+    write_nifti(img, path)

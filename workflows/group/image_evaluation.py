@@ -32,6 +32,7 @@ from sklearn.pipeline import Pipeline
 
 from brainscale.errors import InputDataError
 from brainscale.resources import TEMPLATE_SPACE
+from brainscale.writers import write_tsv
 from workflows.group.classify import infer_task
 from workflows.group.classify_combat import FoldComBat
 from workflows.group.classify_cv import nested_predictions, outer_splits
@@ -46,7 +47,6 @@ from workflows.group.voxel_inputs import (
     gather_voxel_maps,
     parse_voxel_kind,
 )
-from workflows.group.writers import write_tsv
 
 HARMONIZATIONS = ("combat", "intensity", "none")
 #: Largest voxel matrix (GB of float32) that ``harmonize="combat"`` loads into RAM.

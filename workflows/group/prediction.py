@@ -18,6 +18,7 @@ import joblib
 import pandas as pd
 
 from brainscale.derivatives import atomic_write
+from brainscale.writers import write_tsv
 from workflows.group.classify import (
     CLASSIFIERS,
     REGRESSORS,
@@ -28,7 +29,6 @@ from workflows.group.classify import (
 from workflows.group.inputs import finite_rows, split_covariates, with_head_size
 from workflows.group.models import save_torch_model
 from workflows.group.report import ClassifierSummary, plot_evaluation
-from workflows.group.writers import write_tsv
 
 TORCH_MODELS = ("mlp", "brainnetcnn")
 """Models written with torch (``.pt`` beside the ``.joblib``); no permutation test."""

@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from workflows.group.writers import write_text  # noqa: E402
+from brainscale.writers import write_text  # noqa: E402
 
 GRAPH_METRICS_SHOWN = (
     "density",

@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from brainscale.errors import InputDataError
+from brainscale.writers import write_tsv
 from workflows.group.classify import infer_task, site_predictability
 from workflows.group.collect import KEY_COLUMNS
 from workflows.group.decoding import group_decoding, sites_of
@@ -53,7 +54,6 @@ from workflows.group.report import (
     render_group_report,
 )
 from workflows.group.states import dynamic_state_features, render_brain_states
-from workflows.group.writers import write_tsv
 
 #: The default phenotype columns: roles found through aliases, skipped with a note if absent.
 DEFAULT_COLUMNS = {"harmonize_by": "site", "covariates": ("age", "sex"), "target": "diagnosis"}

@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from brainscale.derivatives import write_json  # noqa: E402
-from workflows.group.writers import save_nifti  # noqa: E402
+from brainscale.writers import save_nifti  # noqa: E402
 
 #: Rows per backward pass of the saliency maps.
 SALIENCY_BATCH = 8

@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 
 from brainscale.errors import InputDataError
+from brainscale.writers import write_text, write_tsv
 from workflows.func import dynamic_connectivity as dfc
 from workflows.group.collect import KEY_COLUMNS, NO_SESSION, parse_entities
-from workflows.group.writers import write_text, write_tsv
 
 _PREFIX = re.compile(r"^(.*?)_atlas-")
 

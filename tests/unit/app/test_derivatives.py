@@ -125,3 +125,20 @@ def test_datasink_with_several_sources_keeps_shared_entities_and_lists_all(tmp_p
                                  in_file=str(result), source_file=[str(sources[0])])
     out_one = Path(single.run(cwd=str(tmp_path)).outputs.out_file)
     assert out_one.name == "sub-02_dir-AP_run-1_model-tensor_param-fa_dwimap.nii.gz"
+
+
+def test_compressing_copy_gives_the_same_bytes_every_time(tmp_path):
+    """The gzip header must not carry the random temporary name (nor a time stamp)."""
+    import gzip
+
+    import nibabel as nib
+    import numpy as np
+
+    from brainscale.derivatives import copy_atomic
+
+    raw = tmp_path / "image.nii"
+    nib.save(nib.Nifti1Image(np.arange(24, dtype=np.float32).reshape(2, 3, 4), np.eye(4)), raw)
+    first = copy_atomic(raw, tmp_path / "a" / "out.nii.gz").read_bytes()
+    second = copy_atomic(raw, tmp_path / "b" / "out.nii.gz").read_bytes()
+    assert first == second
+    assert gzip.decompress(first) == raw.read_bytes()

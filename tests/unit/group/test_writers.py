@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from workflows.group.writers import save_nifti, write_text, write_tsv
+from brainscale.writers import save_nifti, write_text, write_tsv
 
 
 def _table(seed: int, n_rows: int = 2000) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Atomic writers of the group outputs: tables, text and NIfTI images.
+"""Atomic writers of tables, text and NIfTI images (the group level, the demo, resources).
 
 Every file goes through :func:`brainscale.derivatives.atomic_write` (a uniquely named
 temporary file beside the destination, then ``os.replace``), so a killed run never leaves
