@@ -1,14 +1,11 @@
 """Determinism end to end, and what downstream tools read from our outputs.
 
-One synthetic participant (a 30-volume BOLD run, a 6-direction DWI series) is processed
-twice: once straight through, once stopped by SIGTERM in the middle and resumed from
-its work directory. Same inputs, seed and thread count: the two runs' derivatives must
-be identical, file by file (images voxel by voxel). The participant has no T1w, so the
-BOLD-only and template-registered DWI paths run (ANTs coregistration and SyN, seeded):
-on 2026-12-01 the anatomical workflow (another helper's) still gave different brain
-masks (1034 voxels) and tables between two runs, which would propagate into func/dwi;
-add ``"anat"`` to ``MODALITIES`` once it is deterministic. The outputs are
-then read the way users read fMRIPrep's: nilearn's ``load_confounds`` and
+One synthetic participant (a T1w, a 30-volume BOLD run, a 6-direction DWI series) is
+processed twice: once straight through, once stopped by SIGTERM in the middle and resumed
+from its work directory. Same inputs, seed and thread count: the two runs' derivatives
+must be identical, file by file (images voxel by voxel), anatomy included (brain masks
+once differed by ~1000 voxels between runs: the pseudo-head template was written into the
+shared template of whichever worker process had built it). The outputs are then read the way users read fMRIPrep's: nilearn's ``load_confounds`` and
 ``load_confounds_strategy`` for every strategy they offer (ICA-AROMA aside, which needs
 AROMA outputs), and pybids on the derivatives.
 """
@@ -34,7 +31,7 @@ from bids_app.synth import SynthSpec, generate_dataset
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 ARGS = ("--participant-label", "01", "--nprocs", "2", "--omp-nthreads", "1", "--seed", "7")
-MODALITIES = ("func", "dwi")
+MODALITIES = ("anat", "func", "dwi")
 #: Files whose bytes legitimately differ between runs (figures carry no science; the
 #: report and the manifest name the run).
 NOT_COMPARED = (".svg", ".html", ".brainscale-complete.json")
