@@ -4,8 +4,8 @@ One synthetic participant (a T1w, a 30-volume BOLD run, a 6-direction DWI series
 processed twice: once straight through, once stopped by SIGTERM in the middle and resumed
 from its work directory. Same inputs, seed and thread count: the two runs' derivatives
 must be identical, file by file (images voxel by voxel), anatomy included (brain masks
-once differed by ~1000 voxels between runs: the pseudo-head template was written into the
-shared template of whichever worker process had built it). The outputs are then read the way users read fMRIPrep's: nilearn's ``load_confounds`` and
+differed by ~1000 voxels between runs until the shared templates became read-only: the
+pseudo-head template had been written into the template cached by a worker process). The outputs are then read the way users read fMRIPrep's: nilearn's ``load_confounds`` and
 ``load_confounds_strategy`` for every strategy they offer (ICA-AROMA aside, which needs
 AROMA outputs), and pybids on the derivatives.
 """
