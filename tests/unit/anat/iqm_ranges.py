@@ -36,6 +36,11 @@ KNOWN_DEVIATIONS = {
     ("02", "wm2max"): "below",
 }
 AIR_METRICS = ("cnr", "fber", "snrd_total", "qi_1")
+BACKGROUND_METRICS = ("efc",)
+"""Metrics whose published range is of full-head scans: the entropy focus criterion
+(Atkinson et al. 1997) counts the background's energy, which a skull-stripped image
+has replaced by exact zeros, so its EFC lies below every full-head scan's (measured
+0.26-0.28 on ds002748 sub-20/45/70 against the 0.3 floor); not asserted for them."""
 
 
 def check_t1w_iqms(anat: Path, sub: str, stripped: bool, voxel_mm: float) -> dict:
@@ -46,6 +51,8 @@ def check_t1w_iqms(anat: Path, sub: str, stripped: bool, voxel_mm: float) -> dic
     for metric, (low, high) in T1W_RANGES.items():
         if iqms[metric] is None:  # no air noise to measure: said so, never silently
             assert metric in AIR_METRICS and "exact zeros" in notes[0], (sub, metric)
+            continue
+        if stripped and metric in BACKGROUND_METRICS:
             continue
         if KNOWN_DEVIATIONS.get((sub, metric)) == "below":
             assert iqms[metric] < low, (sub, metric, iqms[metric])
