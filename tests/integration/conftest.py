@@ -93,6 +93,11 @@ def _check_participant(out: Path, label: str, truth: dict) -> None:
 def _check_group_outputs(out: Path, labels: list[str]) -> None:
     """Assert that the group level collected exactly the participants' anatomical tables.
 
+    Every participant is in the cohort; the feature tables hold every participant except
+    the T1w images that the automatic quality control excluded, and each exclusion is
+    listed with its reason in ``qc_exclusions.tsv`` (it may flag a synthetic scan too:
+    with four images per site, outliers are judged against all images).
+
     Parameters
     ----------
     out : pathlib.Path
@@ -106,17 +111,25 @@ def _check_group_outputs(out: Path, labels: list[str]) -> None:
     cohort = pd.read_csv(group / "cohort.tsv", sep="\t")
     assert sorted(cohort["participant_id"]) == sorted(labels)
     assert cohort["anat"].astype(str).eq("True").all()
+    exclusions = pd.read_csv(group / "qc_exclusions.tsv", sep="\t")
+    excluded = set(exclusions.loc[exclusions["modality"] == "anat", "participant_id"])
+    assert excluded <= set(labels) and len(excluded) < len(labels) / 2, exclusions
+    assert exclusions["reason"].notna().all()
+    kept = sorted(set(labels) - excluded)
     table = pd.read_csv(group / "features/anat_desc-brain_morph.tsv", sep="\t",
                         index_col="participant_id")
-    assert sorted(table.index) == sorted(labels)
-    for label in labels:
+    assert sorted(table.index) == kept
+    for label in kept:
         own = pd.read_csv(Path(out) / label / "anat" / f"{label}_desc-brain_morph.tsv",
                           sep="\t").iloc[0]
         for column, value in own.items():
             assert table.loc[label, column] == pytest.approx(value, rel=1e-6), (label, column)
     regional = pd.read_csv(group / "features/anat_atlas-DesikanKilliany_morph.tsv", sep="\t")
-    assert sorted(regional["participant_id"]) == sorted(labels)
-    assert regional.shape[1] == 2 + 3 * DK_REGIONS  # ids + 3 measures per region
+    assert sorted(regional["participant_id"]) == kept
+    own = pd.read_csv(Path(out) / kept[0] / "anat"
+                      / f"{kept[0]}_atlas-DesikanKilliany_morph.tsv", sep="\t")
+    measures = [c for c in own.columns if c not in ("index", "name")]
+    assert regional.shape[1] == 2 + len(measures) * DK_REGIONS  # ids + measures x regions
 
 
 @pytest.fixture(scope="session")
