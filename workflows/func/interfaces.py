@@ -19,6 +19,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from brainscale.writers import write_tsv
 from workflows.func import confounds as confounds_mod
 from workflows.func import connectivity, fieldmap, figures, glm, reference, registration, resample
 from workflows.func.motion import MOTION_COLUMNS, estimate_head_motion
@@ -32,12 +33,6 @@ LOGGER = logging.getLogger("brainscale")
 def _load_if_defined(path):
     """Load an optional image input (``None`` when the input is undefined)."""
     return nib.load(path) if isdefined(path) else None
-
-
-def write_tsv(frame: pd.DataFrame, path: str) -> str:
-    """Write a table as BIDS TSV (``n/a`` for missing values)."""
-    frame.to_csv(path, sep="\t", index=False, na_rep="n/a", float_format="%.8g")
-    return path
 
 
 class _TemplateResourcesInputSpec(BaseInterfaceInputSpec):
@@ -132,7 +127,7 @@ class HeadMotion(SimpleInterface):
         data = np.asarray(img.dataobj, dtype=np.float32)  # one read, not one per volume
         params, matrices = estimate_head_motion(data, img.affine, ref, mask)
         frame = pd.DataFrame(params, columns=list(MOTION_COLUMNS))
-        self._results["motion_params_file"] = write_tsv(frame, out_path(runtime, "motion.tsv"))
+        self._results["motion_params_file"] = str(write_tsv(frame, out_path(runtime, "motion.tsv")))
         np.save(out_path(runtime, "motion_matrices.npy"), matrices)
         self._results["motion_matrices_file"] = out_path(runtime, "motion_matrices.npy")
         return runtime
@@ -267,7 +262,7 @@ class BoldConfounds(SimpleInterface):
             np.asarray(bold.dataobj, dtype=np.float32), mask, csf, wm, motion.to_numpy(),
             self.inputs.repetition_time, self.inputs.n_nonsteady,
         )
-        self._results["confounds_file"] = write_tsv(table, out_path(runtime, "confounds.tsv"))
+        self._results["confounds_file"] = str(write_tsv(table, out_path(runtime, "confounds.tsv")))
         self._results["confounds_metadata"] = meta
         return runtime
 
@@ -307,12 +302,12 @@ class Connectivity(SimpleInterface):
             self.inputs.strategy, self.inputs.repetition_time, self.inputs.source_name)
         if denoised.note:
             LOGGER.warning("%s: %s", self.inputs.source_name, denoised.note)
-        self._results["timeseries_file"] = write_tsv(
-            denoised.timeseries, out_path(runtime, "timeseries.tsv"))
+        self._results["timeseries_file"] = str(write_tsv(
+            denoised.timeseries, out_path(runtime, "timeseries.tsv")))
         for label, matrix in matrices.items():
-            self._results[f"{label}_file"] = write_tsv(
+            self._results[f"{label}_file"] = str(write_tsv(
                 connectivity.relmat_frame(matrix, denoised.names),
-                out_path(runtime, f"{label}_relmat.tsv"))
+                out_path(runtime, f"{label}_relmat.tsv")))
         self._results["figure_file"] = figures.plot_connectivity(
             matrices["pearson"], denoised.names, f"{atlas.name}: Pearson r ({denoised.strategy})",
             out_path(runtime, "connectivity.svg"))
