@@ -1,13 +1,14 @@
 """Spatial normalization to the embedded MNI152 2009a template (affine + SyN, antspyx).
 
-1. *Brain.* A full-head image is aligned rigidly to a pseudo-head template and a first
-   brain mask is drawn (:mod:`workflows.anat.brain_extraction`); a pre-stripped image
-   is its own brain, started from the translation that matches its centroid to the
-   template brain's.
-2. *Affine* (12 parameters, mutual information, ``antsRegistrationSyNQuick[a]``
-   levels) of the brain onto the template brain at 2 mm. Its determinant gives the
-   estimated total intracranial volume (:func:`estimated_intracranial_volume`).
-3. *SyN* (Avants et al., 2008) from that affine onto the template cropped around its
+1. *Affine* (12 parameters, mutual information) at 2 mm. A full-head image is aligned
+   rigidly to a pseudo-head template, then affinely to the template with the metric
+   restricted to the template's brain mask, and a first brain mask is drawn from the
+   priors that affine carries (:mod:`workflows.anat.brain_extraction`). A pre-stripped
+   image is its own brain: started from the translation that matches its centroid to
+   the template brain's, it is registered whole (``antsRegistrationSyNQuick[a]``
+   levels). The affine's determinant gives the estimated total intracranial volume
+   (:func:`estimated_intracranial_volume`).
+2. *SyN* (Avants et al., 2008) from that affine onto the template cropped around its
    brain, at ``SYN_RESOLUTION_MM`` for images finer than 1.5 mm (2 mm otherwise:
    :func:`syn_resolution`), with a four-level pyramid whose last level runs at full
    resolution (:data:`SYN_ITERATIONS`; ``antsRegistrationSyNQuick`` stops one level
@@ -35,6 +36,7 @@ import nibabel as nib
 import numpy as np
 
 from workflows.anat.brain_extraction import (
+    brain_affine_of_head,
     initial_brain_mask,
     mask_centroid,
     rigid_head_alignment,
@@ -292,21 +294,23 @@ def normalize_to_template(
     """
     native = to_ants(t1w)
     low = downsample(native, AFFINE_RESOLUTION_MM)
+    affine_xfm = f"{out_prefix}affine.mat"
     if skull_stripped:
         inside = stripped_brain_mask(to_nibabel(low))
         shift = mask_centroid(inside, to_nibabel(low).affine) - mask_centroid(
             np.asarray(template.mask.dataobj) > 0, template.mask.affine)
         initial = write_translation(shift, f"{out_prefix}init.mat")
+        affine = ants_registration(to_ants(template.t1w), _masked(low, inside), seed,
+                                   type_of_transform="antsRegistrationSyNQuick[a]",
+                                   initial_transform=initial, outprefix=f"{out_prefix}affine_")
+        shutil.copyfile(affine["fwdtransforms"][0], affine_xfm)
     else:
-        initial = rigid_head_alignment(low, template, out_prefix, seed=seed, scale=True)
-        inside = initial_brain_mask(low, initial, template)
+        rigid = rigid_head_alignment(low, template, out_prefix, seed=seed)
+        shutil.copyfile(brain_affine_of_head(low, template, rigid, out_prefix, seed=seed),
+                        affine_xfm)
+        inside = initial_brain_mask(low, affine_xfm, template)
     brain_low = _masked(low, inside)
     fixed = to_ants(template.t1w)
-    affine = ants_registration(fixed, brain_low, seed,
-                               type_of_transform="antsRegistrationSyNQuick[a]",
-                               initial_transform=initial, outprefix=f"{out_prefix}affine_")
-    affine_xfm = f"{out_prefix}affine.mat"
-    shutil.copyfile(affine["fwdtransforms"][0], affine_xfm)
     moving = downsample(native, SYN_RESOLUTION_MM)
     if skull_stripped:
         brain = moving  # the background is already empty
