@@ -10,10 +10,10 @@ outline). The steps are:
    (robust to necks and defacing);
 2. from there, register the head affinely (12 parameters) to the skull-stripped
    template with the metric evaluated only inside the template's brain mask, started
-   at three template sizes (:func:`brain_affine_of_head`): the brain is matched to the brain, and the dark
-   CSF and skull around it are what the template's empty background meets, so the
-   scale follows the subject's brain and not a synthetic scalp (a 12-parameter stage
-   against the pseudo-head gave a real 2 mm head an intracranial volume of 2461 ml);
+   at three template sizes (:func:`brain_affine_of_head`): template brain must meet
+   subject brain, and the scalp, which the template lacks, is left out of the metric,
+   so the scale follows the subject's brain (a 12-parameter stage against the
+   pseudo-head gave a real 2 mm head an intracranial volume of 2461 ml);
 3. carry the template tissue priors into the image with that affine and classify
    voxels into CSF/GM/WM/non-brain
    (:func:`workflows.anat.segmentation.classify_tissues`);
