@@ -100,8 +100,8 @@ class ConformT1w(SimpleInterface):
             "BrainExtraction": (
                 "none: the input was skull-stripped; the mask is its non-zero region "
                 "trimmed by the tissue classification" if stripped else
-                "template-based (rigid pseudo-head alignment, tissue classification, "
-                "warped template brain mask)"),
+                "template-based (rigid pseudo-head alignment, affine registration inside "
+                "the template brain mask, tissue classification, warped template brain mask)"),
         }
         caption = SEGMENTATION_CAPTION
         if stripped:
