@@ -343,7 +343,7 @@ def brain_affine_of_head(head: ants.ANTsImage, template: TemplateImages, rigid_x
                                 outprefix=f"{out_prefix}brainaffine{i}_")
         value = ants.create_ants_metric(fixed, reg["warpedmovout"], "MattesMutualInformation",
                                         fixed_mask=fixed_mask).get_value()
-        if value < best_value:
+        if not best or value < best_value or np.isnan(best_value):  # a NaN metric loses
             best, best_value = reg["fwdtransforms"][0], value
     return best
 

@@ -294,13 +294,15 @@ def normalize_to_template(
     """
     native = to_ants(t1w)
     low = downsample(native, AFFINE_RESOLUTION_MM)
+    fixed = to_ants(template.t1w)
     affine_xfm = f"{out_prefix}affine.mat"
     if skull_stripped:
         inside = stripped_brain_mask(to_nibabel(low))
+        brain_low = _masked(low, inside)
         shift = mask_centroid(inside, to_nibabel(low).affine) - mask_centroid(
             np.asarray(template.mask.dataobj) > 0, template.mask.affine)
         initial = write_translation(shift, f"{out_prefix}init.mat")
-        affine = ants_registration(to_ants(template.t1w), _masked(low, inside), seed,
+        affine = ants_registration(fixed, brain_low, seed,
                                    type_of_transform="antsRegistrationSyNQuick[a]",
                                    initial_transform=initial, outprefix=f"{out_prefix}affine_")
         shutil.copyfile(affine["fwdtransforms"][0], affine_xfm)
@@ -309,8 +311,7 @@ def normalize_to_template(
         shutil.copyfile(brain_affine_of_head(low, template, rigid, out_prefix, seed=seed),
                         affine_xfm)
         inside = initial_brain_mask(low, affine_xfm, template)
-    brain_low = _masked(low, inside)
-    fixed = to_ants(template.t1w)
+        brain_low = _masked(low, inside)
     moving = downsample(native, SYN_RESOLUTION_MM)
     if skull_stripped:
         brain = moving  # the background is already empty
