@@ -72,7 +72,7 @@ from templateflow import api; \
 [api.get('MNI152NLin2009cAsym', resolution=2, atlas='Schaefer2018', desc=f'{n}Parcels7Networks', suffix='dseg', extension=e) for n in (200, 400) for e in ('.nii.gz', '.tsv')]"; fi \
  && chmod -R a+rX "$TEMPLATEFLOW_HOME"
 RUN useradd --create-home --uid 1000 brainscale && echo "$VERSION" > /version \
- && python -c "import bids_app, workflows, torch; print('torch', torch.__version__)"
+ && python -c "import brainscale.bids_app, brainscale.workflows, torch; print('torch', torch.__version__)"
 ENV PIP_FIND_LINKS= PIP_CERT=
 USER brainscale
 WORKDIR /tmp

@@ -3,7 +3,7 @@
 
 import sys
 
-from bids_app.run import main
+from brainscale.bids_app.run import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -39,18 +39,18 @@ def main() -> None:
     """Run the steps and print their times and the peak memory."""
     import nibabel as nib
     import numpy as np
-
-    from brainscale.resources import get_atlas
-    from tests.unit.func.test_decoding_realdata import oneback_registration
-    from workflows.func import dynamic_connectivity as dfc
-    from workflows.func.decoding_analysis import RunData, decode_runs
-    from workflows.func.decoding_features import (
+    from brainscale.workflows.func import dynamic_connectivity as dfc
+    from brainscale.workflows.func.decoding_analysis import RunData, decode_runs
+    from brainscale.workflows.func.decoding_features import (
         VENTRAL_TEMPORAL_REGIONS,
         atlas_on_native_grid,
         select_regions,
     )
-    from workflows.func.denoise import denoise_timeseries
-    from workflows.func.glm import read_events
+    from brainscale.workflows.func.denoise import denoise_timeseries
+    from brainscale.workflows.func.glm import read_events
+
+    from brainscale.resources import get_atlas
+    from tests.unit.func.test_decoding_realdata import oneback_registration
 
     func = DATA / "sub-01" / "func"
     total = time.perf_counter()
@@ -92,9 +92,8 @@ def main() -> None:
             print(f"  {r.model:<8s} balanced accuracy {r.balanced_accuracy:.3f}")
     with step(f"dynamic FC: denoise {all_parcels.shape[1]} parcels (6P)"):
         import pandas as pd
-
-        from workflows.func.confounds import cosine_basis, expand_terms
-        from workflows.func.motion import MOTION_COLUMNS
+        from brainscale.workflows.func.confounds import cosine_basis, expand_terms
+        from brainscale.workflows.func.motion import MOTION_COLUMNS
 
         table = expand_terms(pd.DataFrame(motion, columns=list(MOTION_COLUMNS)))
         drift = cosine_basis(len(table), 2.0)

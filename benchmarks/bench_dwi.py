@@ -1,6 +1,6 @@
 """Benchmark the diffusion workflow stage by stage on ds-real-mini (sub-03 by default).
 
-Runs each interface of ``workflows.dwi`` in order, exactly as the workflow chains them,
+Runs each interface of ``brainscale.workflows.dwi`` in order, exactly as the workflow chains them,
 printing wall and CPU time per stage (CPU time is the honest number on a shared
 machine), peak memory (ru_maxrss), mean FA in white matter
 (FA > 0.25 in the mask), the streamline counts and the connectome size.
@@ -27,10 +27,10 @@ from types import SimpleNamespace
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from brainscale.workflows.dwi import interfaces as itf
+from brainscale.workflows.dwi import tractography_interfaces as trk_itf
 
 from brainscale.resources import TEMPLATE_SPACE
-from workflows.dwi import interfaces as itf
-from workflows.dwi import tractography_interfaces as trk_itf
 
 ROOT = Path(__file__).resolve().parents[1]
 

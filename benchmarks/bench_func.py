@@ -101,7 +101,7 @@ def main() -> None:
             anat_json.write_text(json.dumps(anat))
         print(f"[excluded] anatomical stand-in: {time.perf_counter() - start:7.1f} s")
 
-    from workflows.func.workflow import init_func_wf
+    from brainscale.workflows.func.workflow import init_func_wf
 
     wf = init_func_wf(bold_file=str(bold), metadata=metadata, has_anat=anat is not None,
                       output_dir=str(work / "out"), atlases=["DesikanKilliany"],

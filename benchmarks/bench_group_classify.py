@@ -10,7 +10,7 @@ prints the peak resident memory after it. The issue's target is
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \\
         python benchmarks/bench_group_classify.py --n-subjects 10000 --n-regions 400
 
-The classifier is :func:`workflows.group.classify.evaluate_model`'s logistic regression,
+The classifier is :func:`brainscale.workflows.group.classify.evaluate_model`'s logistic regression,
 evaluated leave-one-site-out, with ComBat, univariate screening (``--max-features``)
 and scaling fitted in every training fold and ``C`` chosen by an inner 3-fold CV
 (``--grid``). ``--torch`` also trains the MLP and BrainNetCNN (CPU, and CUDA when
@@ -28,10 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from workflows.group.classify import MAX_FEATURES, evaluate_model
-from workflows.group.collect import collect_group_data, edge_names
-from workflows.group.harmonize import ComBat
+from brainscale.workflows.group.classify import MAX_FEATURES, evaluate_model
+from brainscale.workflows.group.collect import collect_group_data, edge_names
+from brainscale.workflows.group.harmonize import ComBat
 
 N_SITES = 4
 #: Strings of every value the synthetic matrices hold (4 decimals in [-1, 1]): writing
@@ -113,8 +112,7 @@ def time_torch(model_class, X, y, device: str, epochs: int) -> float:
 def bench_torch(X: np.ndarray, y: np.ndarray, epochs: int, brainnetcnn: bool) -> None:
     """Train the torch models on the CPU (and CUDA when present)."""
     import torch
-
-    from workflows.group.models import BrainNetCNNClassifier, TorchMLPClassifier
+    from brainscale.workflows.group.models import BrainNetCNNClassifier, TorchMLPClassifier
 
     for model_class in [TorchMLPClassifier] + ([BrainNetCNNClassifier] if brainnetcnn else []):
         time_torch(model_class, X[:64], y[:64], "cpu", 1)  # warm-up

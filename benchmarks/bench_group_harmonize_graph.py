@@ -31,10 +31,9 @@ import warnings
 
 import numpy as np
 import pandas as pd
-
-from workflows.group.graph import graph_metrics, prepare_connectome
-from workflows.group.graph_random import SWAPS_PER_EDGE
-from workflows.group.harmonize import ComBat
+from brainscale.workflows.group.graph import graph_metrics, prepare_connectome
+from brainscale.workflows.group.graph_random import SWAPS_PER_EDGE
+from brainscale.workflows.group.harmonize import ComBat
 
 TARGET_PARTICIPANTS = 10_000
 TARGET_FEATURES = 79_800  # edges of a 400-region connectome

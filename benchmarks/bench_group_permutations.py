@@ -3,7 +3,7 @@
 A synthetic cohort in memory (``--n-subjects`` x ``--n-regions`` connectome edges,
 float32, ``--n-sites`` sites with a per-site location and scale effect on every edge,
 a diagnosis effect on 40 edges, age as a protected covariate) goes through
-:func:`workflows.group.classify.evaluate_model` exactly as the group level runs it:
+:func:`brainscale.workflows.group.classify.evaluate_model` exactly as the group level runs it:
 logistic regression with its default ``C`` grid chosen by the inner CV, ComBat and
 univariate screening (5,000 features) fitted inside every training fold,
 leave-one-site-out outer CV. Stages timed (wall and process CPU; peak RSS):
@@ -12,7 +12,7 @@ leave-one-site-out outer CV. Stages timed (wall and process CPU; peak RSS):
 2. ``--loop-permutations`` permutations the plain way (the nested CV repeated per
    permutation, what the group level did before), giving CPU seconds per permutation;
 3. ``--n-permutations`` permutations through the shared engine
-   (:mod:`workflows.group.classify_permutation`), in this process, with the CPU time
+   (:mod:`brainscale.workflows.group.classify_permutation`), in this process, with the CPU time
    of its shared part (the in-fold ComBat fits) measured apart;
 4. with ``--n-jobs N`` > 1, the same on N workers (wall time is only meaningful on
    an otherwise idle machine).
@@ -35,9 +35,8 @@ import time
 
 import numpy as np
 import pandas as pd
-
-from workflows.group import classify_permutation
-from workflows.group.classify import evaluate_model
+from brainscale.workflows.group import classify_permutation
+from brainscale.workflows.group.classify import evaluate_model
 
 
 def peak_gb() -> float:

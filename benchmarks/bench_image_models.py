@@ -2,7 +2,7 @@
 
 Each configuration runs in its own process (so that the peak resident memory is its
 own): a memory-mapped ``(n, voxels)`` float32 cohort on the template brain mask at 2 mm
-or block-averaged to 4 mm (:mod:`workflows.group.voxel_inputs`), then
+or block-averaged to 4 mm (:mod:`brainscale.workflows.group.voxel_inputs`), then
 
 1. the per-voxel standardization pass over ``--rows`` rows (reads the memory map),
 2. ``--batches`` training mini-batches of ``--batch-size`` maps (one ``fit`` of one epoch
@@ -38,10 +38,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from brainscale.workflows.group.image_models import SFCNClassifier, ViTClassifier
+from brainscale.workflows.group.voxel_inputs import NO_SESSION, VoxelData, block_downsample
 
 from brainscale.resources import get_template_mask
-from workflows.group.image_models import SFCNClassifier, ViTClassifier
-from workflows.group.voxel_inputs import NO_SESSION, VoxelData, block_downsample
 
 
 def peak_gb() -> float:

@@ -41,7 +41,7 @@ def node_durations(participant_wf: Path) -> dict[str, float]:
 
 def _recompute(participant_wf: Path, bids_dir: Path, subject: str) -> dict[str, tuple]:
     """Run the IQM interfaces on a finished run's cached inputs: (wall s, CPU s)."""
-    from workflows.qc_interfaces import BoldIQMs, DwiIQMs, T1wIQMs
+    from brainscale.workflows.qc_interfaces import BoldIQMs, DwiIQMs, T1wIQMs
 
     out, cwd = {}, Path.cwd()
     anat = participant_wf / "anat_wf"

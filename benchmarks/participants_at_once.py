@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bids_app.synth import SynthSpec, generate_dataset
+from brainscale.bids_app.synth import SynthSpec, generate_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 

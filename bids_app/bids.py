@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bids_app.input_checks import gradient_problem, image_problem
+from brainscale.bids_app.input_checks import gradient_problem, image_problem
+
 from brainscale.errors import (
     BIDSValidationError,
     InputDataError,
@@ -187,7 +188,7 @@ def load_layout(bids_dir: Path, *, validate: bool = True, ignore: list[Path] | N
         Run :func:`validate_dataset` and fail on any problem.
     ignore : list of pathlib.Path, optional
         Files pybids must not index (malformed JSON sidecars, which would make it raise
-        for everyone; :func:`bids_app.input_checks.sidecar_problems` charges them to
+        for everyone; :func:`brainscale.bids_app.input_checks.sidecar_problems` charges them to
         their participants).
 
     Returns
@@ -416,7 +417,7 @@ def check_input_files(data: SubjectData, modalities: tuple[str, ...]) -> list[st
     """Check that each selected input image can be read and has the right shape.
 
     Headers are checked for sanity before the data are read once, streamed (see
-    :mod:`bids_app.input_checks`); every problem is reported, one per file.
+    :mod:`brainscale.bids_app.input_checks`); every problem is reported, one per file.
 
     Parameters
     ----------

@@ -14,13 +14,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bids_app.config import (
+from brainscale.bids_app.config import (
     DENOISE_STRATEGIES,
     MODALITIES,
     OUTPUT_SPACES,
     THICKNESS_METHODS,
     Config,
 )
+
 from brainscale import __version__
 from brainscale.errors import UnknownAnalysisLevelError, UsageError
 

@@ -297,7 +297,7 @@ def run_staged(
         BIDS-App arguments; ``argv[0]`` (bids_dir) and/or ``argv[1]`` (output_dir) are
         S3 URLs.
     run : callable
-        The local entry point (:func:`bids_app.run.main`), called with local paths.
+        The local entry point (:func:`brainscale.bids_app.run.main`), called with local paths.
     client : botocore.client.S3, optional
         S3 client (default: :func:`make_client`).
     scratch : path-like, optional
@@ -317,8 +317,9 @@ def run_staged(
     OutputError
         The outputs cannot be uploaded.
     """
-    from bids_app.bids import select_array_task
-    from bids_app.cli import parse_args
+    from brainscale.bids_app.bids import select_array_task
+    from brainscale.bids_app.cli import parse_args
+
     from brainscale.errors import NothingSelectedError
 
     if len(argv) < 3:

@@ -253,7 +253,7 @@ class Config:
                              "TSV file")
 
     def _validate_image_models(self) -> None:
-        from workflows.group.voxel_inputs import VOXEL_KINDS
+        from brainscale.workflows.group.voxel_inputs import VOXEL_KINDS
 
         bad = sorted(set(self.group.image_models) - set(IMAGE_MODELS))
         if bad:

@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bids_app.cli import _Parser
+from brainscale.bids_app.cli import _Parser
+
 from brainscale.errors import ExitCode, UsageError
 
 SUBJECTS_FOR_COVARIATES = 12
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _spec(args):
-    from bids_app.synth import SynthSpec
+    from brainscale.bids_app.synth import SynthSpec
 
     if args.subjects < 1 or args.sites < 1 or args.sites > args.subjects:
         raise UsageError("need --subjects >= 1 and 1 <= --sites <= --subjects")
@@ -66,7 +67,7 @@ def main(argv: list[str], run_app: Callable[[list[str]], int]) -> int:
     argv : list of str
         Arguments starting with the subcommand.
     run_app : callable
-        The BIDS-App entry (:func:`bids_app.run.main`), passed in by the caller so that
+        The BIDS-App entry (:func:`brainscale.bids_app.run.main`), passed in by the caller so that
         this module does not import the module that imports it.
 
     Returns
@@ -74,7 +75,7 @@ def main(argv: list[str], run_app: Callable[[list[str]], int]) -> int:
     int
         Exit code (that of the first failing level for ``demo``).
     """
-    from bids_app.synth import generate_dataset
+    from brainscale.bids_app.synth import generate_dataset
 
     args = build_parser().parse_args(argv)
     spec = _spec(args)

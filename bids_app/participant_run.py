@@ -4,7 +4,7 @@ Each participant runs as its own Nipype graph in its own work folder, under an
 exclusive lock on that folder. Its sub-workflows (anatomical, each BOLD run, each DWI
 session) write into their own staging folders; after the graph ran, every part whose
 nodes all finished (and whose anatomical input did) is published, all parts of the
-participant in one rename (:mod:`bids_app.publish`). A part the data could not support
+participant in one rename (:mod:`brainscale.bids_app.publish`). A part the data could not support
 is reported and the others are still published.
 """
 
@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bids_app import bids
-from bids_app.config import Config
-from bids_app.preflight import is_disk_full
-from bids_app.publish import publish_participant, recover
+from brainscale.bids_app import bids
+from brainscale.bids_app.config import Config
+from brainscale.bids_app.preflight import is_disk_full
+from brainscale.bids_app.publish import publish_participant, recover
+
 from brainscale.errors import (
     BrainScaleError,
     ExitCode,
@@ -175,7 +176,7 @@ def _decoding_settings(config: Config):
     wf = config.workflow
     if not wf.decode_conditions:
         return None
-    from workflows.func.brain_states_wf import DecodingSettings
+    from brainscale.workflows.func.brain_states_wf import DecodingSettings
 
     conditions = () if tuple(wf.decode_conditions) == ("all",) else tuple(wf.decode_conditions)
     return DecodingSettings(space=wf.decode_space, regions=tuple(wf.decode_regions),
@@ -186,13 +187,13 @@ def _decoding_settings(config: Config):
 
 def _build_run_publish(config: Config, data, subject_work: Path, run_uuid: str,
                        outcome: ParticipantOutcome) -> None:
-    from workflows.engine import (
+    from brainscale.workflows.engine import (
         WorkflowFailedError,
         configure_workflow,
         plan_execution,
         run_workflow,
     )
-    from workflows.participant import init_participant_wf
+    from brainscale.workflows.participant import init_participant_wf
 
     subject = data.subject
     output_dir = Path(config.execution.output_dir)

@@ -122,7 +122,7 @@ def check_plugin_file(plugin_file: Path | None, nprocs: int, mem_gb: float):
 
     Returns
     -------
-    workflows.engine.ExecutionPlan
+    brainscale.workflows.engine.ExecutionPlan
         The plan (default MultiProc/Linear without a file).
 
     Raises
@@ -130,7 +130,7 @@ def check_plugin_file(plugin_file: Path | None, nprocs: int, mem_gb: float):
     brainscale.errors.UsageError
         The file is not a valid plugin description (exit 64).
     """
-    from workflows.engine import plan_execution
+    from brainscale.workflows.engine import plan_execution
 
     try:
         return plan_execution(nprocs=nprocs, mem_gb=mem_gb, plugin_file=plugin_file)

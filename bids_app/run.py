@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     int
         The exit code (also used by the console script).
     """
-    from bids_app.cli import ANALYSIS_LEVELS, SUBCOMMANDS, parse_args
-    from bids_app.parallel import install_signal_handlers, stop_descendants
-    from bids_app.preflight import is_disk_full
+    from brainscale.bids_app.cli import ANALYSIS_LEVELS, SUBCOMMANDS, parse_args
+    from brainscale.bids_app.parallel import install_signal_handlers, stop_descendants
+    from brainscale.bids_app.preflight import is_disk_full
 
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -85,15 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         previous = install_signal_handlers()
     try:
         if argv and argv[0] in SUBCOMMANDS and not (len(argv) > 2 and argv[2] in ANALYSIS_LEVELS):
-            from bids_app.demo import main as demo_main
+            from brainscale.bids_app.demo import main as demo_main
 
             return int(demo_main(argv, main))
         if any(arg.startswith("s3://") for arg in argv[:2]):
-            from bids_app.cloud import run_staged  # boto3 only for S3 URLs
+            from brainscale.bids_app.cloud import run_staged  # boto3 only for S3 URLs
 
             return int(run_staged(argv, main))
         config = parse_args(argv)
-        from bids_app import runner
+        from brainscale.bids_app import runner
 
         if config.execution.analysis_level == "participant":
             return int(runner.run_participant_level(config))

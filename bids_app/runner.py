@@ -1,11 +1,12 @@
 """Participant and group runners: from a frozen Config to derivatives and an exit code.
 
 Before any processing the environment and the options are checked
-(:mod:`bids_app.preflight`): exit 73 for an unwritable or full output, logs or work
+(:mod:`brainscale.bids_app.preflight`): exit 73 for an unwritable or full output, logs or work
 folder, 64 for a bad plugin file, config value or participants.tsv. Each participant
 then runs under a lock on its work folder and publishes atomically
-(:mod:`bids_app.participant_run`, :mod:`bids_app.publish`); several participants run
-at once when ``--nprocs`` and ``--mem-gb`` allow (:mod:`bids_app.parallel`).
+(:mod:`brainscale.bids_app.participant_run`, :mod:`brainscale.bids_app.publish`); several
+participants run
+at once when ``--nprocs`` and ``--mem-gb`` allow (:mod:`brainscale.bids_app.parallel`).
 """
 
 from __future__ import annotations
@@ -20,17 +21,18 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bids_app import bids, parallel, preflight
-from bids_app.config import Config, write_config
-from bids_app.input_checks import find_malformed_sidecars, sidecar_problems
-from bids_app.participant_run import (
+from brainscale.bids_app import bids, parallel, preflight
+from brainscale.bids_app.config import Config, write_config
+from brainscale.bids_app.input_checks import find_malformed_sidecars, sidecar_problems
+from brainscale.bids_app.participant_run import (
     ParticipantOutcome,
     run_one_participant,
     summarize_outcomes,
 )
-from bids_app.publish import incomplete_participants
-from bids_app.reports.methods import write_citation_files
-from bids_app.reports.participant import write_participant_report
+from brainscale.bids_app.publish import incomplete_participants
+from brainscale.bids_app.reports.methods import write_citation_files
+from brainscale.bids_app.reports.participant import write_participant_report
+
 from brainscale.derivatives import write_dataset_description
 from brainscale.errors import (
     ExitCode,
@@ -105,7 +107,7 @@ def run_participant_level(config: Config) -> ExitCode:
     Returns
     -------
     ExitCode
-        See :func:`bids_app.participant_run.summarize_outcomes` (0 complete, 3 partial,
+        See :func:`brainscale.bids_app.participant_run.summarize_outcomes` (0 complete, 3 partial,
         65/73/75/1 failed).
     """
     ex = config.execution
@@ -184,7 +186,7 @@ def run_participant_level(config: Config) -> ExitCode:
 
 
 def _available_cpus() -> int:
-    from workflows.engine import available_cpus
+    from brainscale.workflows.engine import available_cpus
 
     return available_cpus()
 
@@ -226,8 +228,8 @@ def run_group_level(config: Config) -> ExitCode:
     NoInputError
         ``output_dir`` holds no participant derivatives (exit 66).
     """
-    from workflows.group.external import parse_derivatives_option
-    from workflows.group.run import run_group
+    from brainscale.workflows.group.external import parse_derivatives_option
+    from brainscale.workflows.group.run import run_group
 
     ex = config.execution
     bids_dir, output_dir = Path(ex.bids_dir), Path(ex.output_dir)

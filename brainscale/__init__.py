@@ -1,7 +1,7 @@
 """BrainScale foundation floor: errors, exit codes, templates, atlases, BIDS paths, atomic I/O.
 
-Nothing here imports Nipype, :mod:`workflows` or :mod:`bids_app`; every other floor may
-import from here (see the README's Development section).
+Nothing here imports Nipype, :mod:`brainscale.workflows` or :mod:`brainscale.bids_app`;
+every other floor may import from here (see the README's Development section).
 """
 
 from importlib.metadata import PackageNotFoundError, version

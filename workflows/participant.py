@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from brainscale.workflows.func.glm import read_events
 from nipype.pipeline import engine as pe
 
 from brainscale.errors import InputDataError
-from workflows.func.glm import read_events
 
 ANAT_FIELDS = ("t1w_preproc", "t1w_mask", "t1w_dseg", "t1w_tpms", "anat2std_xfm", "std2anat_xfm")
 
@@ -79,7 +79,7 @@ def init_participant_wf(
 
     Parameters
     ----------
-    subject_data : bids_app.bids.SubjectData
+    subject_data : brainscale.bids_app.bids.SubjectData
         The participant's selected inputs with their metadata.
     output_dir : pathlib.Path
         Staging root: each sub-workflow's ``DerivativesDataSink`` nodes write into their
@@ -97,7 +97,7 @@ def init_participant_wf(
         Threads per node.
     seed : int
         Random seed.
-    decoding : workflows.func.brain_states_wf.DecodingSettings, optional
+    decoding : brainscale.workflows.func.brain_states_wf.DecodingSettings, optional
         Decode the task conditions of every run with events (``--decode-*``).
     name : str, optional
         Workflow name (default ``sub_<label>_wf``).
@@ -109,9 +109,9 @@ def init_participant_wf(
     plan : ParticipantPlan
         What runs and what was skipped, for the report.
     """
-    from workflows.anat.workflow import init_anat_wf
-    from workflows.dwi.workflow import init_dwi_wf
-    from workflows.func.workflow import init_func_wf
+    from brainscale.workflows.anat.workflow import init_anat_wf
+    from brainscale.workflows.dwi.workflow import init_dwi_wf
+    from brainscale.workflows.func.workflow import init_func_wf
 
     label = subject_data.subject
     wf = pe.Workflow(name=name or f"sub_{label}_wf")

@@ -1,7 +1,8 @@
 """Thin Nipype interfaces computing the image quality metrics (IQMs) of each modality.
 
-Each loads its images, calls one numeric function (:mod:`workflows.anat.iqms`,
-:mod:`workflows.func.iqms`, :mod:`workflows.dwi.iqms`) and writes one JSON in MRIQC's
+Each loads its images, calls one numeric function (:mod:`brainscale.workflows.anat.iqms`,
+:mod:`brainscale.workflows.func.iqms`, :mod:`brainscale.workflows.dwi.iqms`) and writes one JSON in
+MRIQC's
 layout: the IQMs at the top level, plus ``bids_meta`` and ``provenance`` (thresholds and
 the IQMs' units).
 """
@@ -14,6 +15,7 @@ import os
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from brainscale.workflows.interface_utils import out_path
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -23,8 +25,6 @@ from nipype.interfaces.base import (
     isdefined,
     traits,
 )
-
-from workflows.interface_utils import out_path
 
 UNITS = {
     "fwhm_x": "mm", "fwhm_y": "mm", "fwhm_z": "mm", "fwhm_avg": "mm", "fd_mean": "mm",
@@ -77,13 +77,13 @@ class _IQMsOutputSpec(TraitedSpec):
 
 
 class T1wIQMs(SimpleInterface):
-    """Compute the T1w IQMs (:func:`workflows.anat.iqms.compute_t1w_iqms`)."""
+    """Compute the T1w IQMs (:func:`brainscale.workflows.anat.iqms.compute_t1w_iqms`)."""
 
     input_spec = _T1wIQMsInputSpec
     output_spec = _IQMsOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.anat import iqms
+        from brainscale.workflows.anat import iqms
 
         raw = nib.load(self.inputs.raw_file)
         gm, wm, csf = (_data(f) for f in self.inputs.tpm_files)
@@ -109,13 +109,13 @@ class _BoldIQMsInputSpec(BaseInterfaceInputSpec):
 
 
 class BoldIQMs(SimpleInterface):
-    """Compute the BOLD IQMs (:func:`workflows.func.iqms.compute_bold_iqms`)."""
+    """Compute the BOLD IQMs (:func:`brainscale.workflows.func.iqms.compute_bold_iqms`)."""
 
     input_spec = _BoldIQMsInputSpec
     output_spec = _IQMsOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.func import iqms
+        from brainscale.workflows.func import iqms
 
         raw = nib.load(self.inputs.bold_file)
         raw_data = np.asarray(raw.dataobj, dtype=np.float32)
@@ -163,18 +163,18 @@ class _DwiIQMsInputSpec(BaseInterfaceInputSpec):
 
 
 class DwiIQMs(SimpleInterface):
-    """Compute the diffusion IQMs and dropouts (:func:`workflows.dwi.iqms.compute_dwi_iqms`)."""
+    """Compute DWI IQMs and dropouts (:func:`brainscale.workflows.dwi.iqms.compute_dwi_iqms`)."""
 
     input_spec = _DwiIQMsInputSpec
     output_spec = _IQMsOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.dwi import iqms
-        from workflows.dwi.interfaces import load_series
+        from brainscale.workflows.dwi import iqms
+        from brainscale.workflows.dwi.interfaces import load_series
 
         img, bvals, bvecs = load_series(self.inputs.in_file, self.inputs.bval_file,
                                         self.inputs.bvec_file)
-        from workflows.dwi.reference import brain_mask, mean_b0
+        from brainscale.workflows.dwi.reference import brain_mask, mean_b0
 
         raw, raw_bvals, raw_bvecs, raw_masks = [], [], [], []
         for series in zip(self.inputs.raw_files, self.inputs.raw_bval_files,
@@ -186,7 +186,7 @@ class DwiIQMs(SimpleInterface):
             raw_masks.append(brain_mask(mean_b0(raw[-1], b)))  # its own, distorted geometry
         wm = None
         if isdefined(self.inputs.tpm_files) and len(self.inputs.tpm_files) >= 2:
-            from workflows.anat.iqms import PURE_TISSUE
+            from brainscale.workflows.anat.iqms import PURE_TISSUE
 
             wm = _data(self.inputs.tpm_files[1]) > PURE_TISSUE  # pure WM, as for the T1w
         values = iqms.compute_dwi_iqms(

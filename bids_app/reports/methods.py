@@ -11,7 +11,8 @@ import importlib
 import re
 from pathlib import Path
 
-from bids_app.config import Config
+from brainscale.bids_app.config import Config
+
 from brainscale import __version__
 from brainscale.derivatives import atomic_write
 from brainscale.resources import TEMPLATE_CITATION, get_atlas
@@ -28,7 +29,7 @@ CORE_REFERENCES = {
 
 def _part_methods(part: str, config: Config) -> tuple[str, dict[str, str]]:
     try:
-        module = importlib.import_module(f"workflows.{part}.methods")
+        module = importlib.import_module(f"brainscale.workflows.{part}.methods")
     except ModuleNotFoundError:
         return "", {}
     text = module.describe(
@@ -68,7 +69,7 @@ def methods_text(config: Config) -> tuple[str, dict[str, str]]:
             paragraphs.append(text)
             references.update(refs)
     if "func" in config.workflow.modalities and config.workflow.decode_conditions:
-        from workflows.func import brain_states_wf
+        from brainscale.workflows.func import brain_states_wf
 
         paragraphs.append(brain_states_wf.METHODS)
         references.update(brain_states_wf.REFERENCES)

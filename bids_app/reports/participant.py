@@ -13,8 +13,9 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bids_app.reports.decoding import decoding_html
-from bids_app.reports.qc_summary import qc_summary_html
+from brainscale.bids_app.reports.decoding import decoding_html
+from brainscale.bids_app.reports.qc_summary import qc_summary_html
+
 from brainscale import __version__
 from brainscale.derivatives import atomic_write, parse_entities
 
@@ -98,9 +99,9 @@ def render_participant_report(
         The derivatives folder (figure links are relative to it).
     subject : str
         Participant label.
-    outcome : bids_app.runner.ParticipantOutcome
+    outcome : brainscale.bids_app.runner.ParticipantOutcome
         What ran, what was skipped, errors.
-    config : bids_app.config.Config
+    config : brainscale.bids_app.config.Config
         The run's configuration.
     run_uuid : str
         Run identifier.
@@ -110,7 +111,7 @@ def render_participant_report(
     str
         A standalone HTML document.
     """
-    from bids_app.reports.methods import methods_text
+    from brainscale.bids_app.reports.methods import methods_text
 
     figures = collect_figures(output_dir, subject)
     esc = html.escape
@@ -172,9 +173,9 @@ def write_participant_report(
         The derivatives folder.
     subject : str
         Participant label.
-    outcome : bids_app.runner.ParticipantOutcome
+    outcome : brainscale.bids_app.runner.ParticipantOutcome
         What ran, what was skipped, errors.
-    config : bids_app.config.Config
+    config : brainscale.bids_app.config.Config
         The run's configuration.
     run_uuid : str
         Run identifier.

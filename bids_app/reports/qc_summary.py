@@ -1,7 +1,8 @@
 """The quality-control summary that opens each participant report.
 
 It reads the participant's ``*_desc-iqms_<suffix>.json`` files (MRIQC names, see
-:mod:`workflows.anat.iqms`, :mod:`workflows.func.iqms`, :mod:`workflows.dwi.iqms`) and
+:mod:`brainscale.workflows.anat.iqms`, :mod:`brainscale.workflows.func.iqms`,
+:mod:`brainscale.workflows.dwi.iqms`) and
 shows, per image, the metrics that the group level flags, the artifacts found (BOLD
 outlier volumes, DWI dropout slices and bad volumes) and the notes of the computation.
 """
@@ -12,7 +13,7 @@ import html
 import json
 from pathlib import Path
 
-from workflows.group.qc import QC_METRICS
+from brainscale.workflows.group.qc import QC_METRICS
 
 _DATATYPE = {"T1w": "anat", "bold": "func", "dwi": "dwi"}
 

@@ -14,14 +14,15 @@ scale, bias field, noise). From it come:
 Images are written in LAS orientation with FSL-convention b-vectors, as dcm2niix writes
 them. The ground truth is stored under ``sourcedata/truth/`` (ignored by BIDS tools).
 
-Modules: :mod:`~bids_app.synth.spec` (what to generate, the truth of a participant),
-:mod:`~bids_app.synth.geometry` (transforms, grids, resampling),
-:mod:`~bids_app.synth.scanner` (site scanners, bias field, NIfTI writing),
-:mod:`~bids_app.synth.anat`, :mod:`~bids_app.synth.bold`, :mod:`~bids_app.synth.dwi`
-(one modality each) and :mod:`~bids_app.synth.dataset` (the whole dataset).
+Modules: :mod:`~brainscale.bids_app.synth.spec` (what to generate, the truth of a participant),
+:mod:`~brainscale.bids_app.synth.geometry` (transforms, grids, resampling),
+:mod:`~brainscale.bids_app.synth.scanner` (site scanners, bias field, NIfTI writing),
+:mod:`~brainscale.bids_app.synth.anat`, :mod:`~brainscale.bids_app.synth.bold`,
+:mod:`~brainscale.bids_app.synth.dwi`
+(one modality each) and :mod:`~brainscale.bids_app.synth.dataset` (the whole dataset).
 """
 
-from bids_app.synth.bold import (
+from brainscale.bids_app.synth.bold import (
     MOTION_LIMIT,
     MOTION_STEP_SD,
     N_NETWORKS,
@@ -29,10 +30,10 @@ from bids_app.synth.bold import (
     motion_matrix,
     region_networks,
 )
-from bids_app.synth.dataset import generate_dataset
-from bids_app.synth.dwi import B_VALUE, gradient_directions, tensor_eigenvalues
-from bids_app.synth.geometry import las_grid, rigid_matrix, sample
-from bids_app.synth.spec import SubjectTruth, SynthSpec
+from brainscale.bids_app.synth.dataset import generate_dataset
+from brainscale.bids_app.synth.dwi import B_VALUE, gradient_directions, tensor_eigenvalues
+from brainscale.bids_app.synth.geometry import las_grid, rigid_matrix, sample
+from brainscale.bids_app.synth.spec import SubjectTruth, SynthSpec
 
 __all__ = [
     "B_VALUE",

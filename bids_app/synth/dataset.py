@@ -1,7 +1,8 @@
 """The synthetic BIDS dataset as a whole.
 
-The top-level files, each participant's images (through :mod:`~bids_app.synth.anat`,
-:mod:`~bids_app.synth.bold` and :mod:`~bids_app.synth.dwi`) and the ground truth under
+The top-level files, each participant's images (through :mod:`~brainscale.bids_app.synth.anat`,
+:mod:`~brainscale.bids_app.synth.bold` and :mod:`~brainscale.bids_app.synth.dwi`) and the ground
+truth under
 ``sourcedata/truth/``.
 """
 
@@ -13,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from brainscale.bids_app.synth.anat import write_t1w
+from brainscale.bids_app.synth.bold import region_networks, write_bold
+from brainscale.bids_app.synth.dwi import B_VALUE, write_dwi
+from brainscale.bids_app.synth.geometry import rigid_matrix
+from brainscale.bids_app.synth.scanner import site_scanner
+from brainscale.bids_app.synth.spec import SubjectContext, SubjectTruth, SynthSpec
 
-from bids_app.synth.anat import write_t1w
-from bids_app.synth.bold import region_networks, write_bold
-from bids_app.synth.dwi import B_VALUE, write_dwi
-from bids_app.synth.geometry import rigid_matrix
-from bids_app.synth.scanner import site_scanner
-from bids_app.synth.spec import SubjectContext, SubjectTruth, SynthSpec
 from brainscale import resources
 from brainscale.derivatives import atomic_write, write_json
 

@@ -84,7 +84,7 @@ class SubjectContext:
     template_to_subject : numpy.ndarray
         4x4 world matrix from template to subject space.
     scanner : dict
-        :func:`~bids_app.synth.scanner.site_scanner` of the participant's site.
+        :func:`~brainscale.bids_app.synth.scanner.site_scanner` of the participant's site.
     sidecar : dict
         JSON sidecar fields shared by the participant's images.
     truth_dir : pathlib.Path

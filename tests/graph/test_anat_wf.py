@@ -1,6 +1,5 @@
 import pytest
-
-from workflows.anat.workflow import OUTPUT_FIELDS, init_anat_wf
+from brainscale.workflows.anat.workflow import OUTPUT_FIELDS, init_anat_wf
 
 
 @pytest.fixture

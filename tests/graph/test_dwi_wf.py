@@ -3,8 +3,7 @@
 import json
 
 import pytest
-
-from workflows.dwi.workflow import init_dwi_wf
+from brainscale.workflows.dwi.workflow import init_dwi_wf
 
 ATLAS = "DesikanKilliany"
 

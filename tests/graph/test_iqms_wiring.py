@@ -3,10 +3,9 @@
 import json
 
 import pytest
-
-from workflows.anat.workflow import init_anat_wf
-from workflows.dwi.workflow import init_dwi_wf
-from workflows.func.workflow import init_func_wf
+from brainscale.workflows.anat.workflow import init_anat_wf
+from brainscale.workflows.dwi.workflow import init_dwi_wf
+from brainscale.workflows.func.workflow import init_func_wf
 
 
 def _edges(wf):

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from bids_app import bids
-from workflows.participant import init_participant_wf
+from brainscale.bids_app import bids
+from brainscale.workflows.participant import init_participant_wf
 
 LAYOUTS = ("ds001", "ds005", "ds114", "ds000117", "7t_trt", "synthetic")
 

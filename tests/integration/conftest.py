@@ -17,8 +17,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from brainscale.bids_app.synth import SynthSpec, generate_dataset
 
-from bids_app.synth import SynthSpec, generate_dataset
 from brainscale import resources
 
 #: Images and tables of ``--modalities anat`` per participant (``sub-<label>_`` prefix).

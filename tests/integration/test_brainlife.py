@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from bids_app import bids
+from brainscale.bids_app import bids
 
 REPO = Path(__file__).resolve().parents[2]
 MAIN = REPO / "brainlife" / "main"

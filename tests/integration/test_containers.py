@@ -102,7 +102,7 @@ def test_singularity_def_agrees_with_dockerfile(singularity):
     assert "-c /constraints.txt /wheels/*.whl boto3" in post
     assert "-c /wheels/constraints.txt /wheels/*.whl boto3" in docker_run
     for shared in ("import templateflow.api as tf", "atlas='Schaefer2018'",
-                   "python3 python3-venv ca-certificates", "import bids_app, workflows, torch"):
+                   "python3 python3-venv ca-certificates", "import brainscale.bids_app, brainscale.workflows, torch"):
         assert shared in post and shared in docker_run + " ".join(
             a for i, a in stages[1] if i == "RUN"), shared
 

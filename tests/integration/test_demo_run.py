@@ -15,9 +15,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
-from bids_app.demo import main as demo_main
-from bids_app.run import main as run_main
+from brainscale.bids_app.demo import main as demo_main
+from brainscale.bids_app.run import main as run_main
 
 pytestmark = pytest.mark.slow
 

@@ -21,10 +21,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from brainscale.bids_app import preflight, publish
+from brainscale.bids_app.run import main
+from brainscale.bids_app.synth import SynthSpec, generate_dataset
 
-from bids_app import preflight, publish
-from bids_app.run import main
-from bids_app.synth import SynthSpec, generate_dataset
 from brainscale.errors import ExitCode, OutputError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -342,8 +342,8 @@ def test_sigterm_stops_run_and_workers_and_lock_blocks_a_second_run(tiny_bids, t
 
 
 def test_participants_share_the_machine(monkeypatch):
-    from bids_app import parallel
-    from bids_app.parallel import participants_at_once
+    from brainscale.bids_app import parallel
+    from brainscale.bids_app.parallel import participants_at_once
 
     monkeypatch.setattr(parallel, "_machine_memory_gb", lambda: 128.0)
     assert participants_at_once(40, 16, 0) == 8  # 2 processes each

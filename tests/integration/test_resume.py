@@ -24,9 +24,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
-from bids_app.publish import read_manifest
-from bids_app.synth import SynthSpec, generate_dataset
+from brainscale.bids_app.publish import read_manifest
+from brainscale.bids_app.synth import SynthSpec, generate_dataset
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

@@ -1,29 +1,39 @@
 """The floors of the code base: imports point down, and no module import cycle exists.
 
 Floors, bottom up (README, Development): ``brainscale`` (foundation: errors, templates
-and atlases, BIDS paths, atomic I/O; no Nipype), ``workflows`` (science and Nipype
-graphs), ``bids_app`` (the application). Every import counts, including those placed
-inside functions, which is where cycles hide.
+and atlases, BIDS paths, atomic I/O; no Nipype), ``brainscale.workflows`` (science and
+Nipype graphs, folder ``workflows/``), ``brainscale.bids_app`` (the application, folder
+``bids_app/``). Every import counts, including those placed inside functions, which is
+where cycles hide.
 """
 
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("brainscale", "workflows", "bids_app")
-FLOOR = {name: level for level, name in enumerate(PACKAGES)}
-NIPYPE_FREE = ("brainscale",)
+#: source folder -> installed package name (pyproject.toml's ``package-dir``), bottom up
+PACKAGES = {"brainscale": "brainscale", "workflows": "brainscale.workflows",
+            "bids_app": "brainscale.bids_app"}
+FLOORS = tuple(PACKAGES.values())
+
+
+def _floor(module: str) -> int | None:
+    """Floor of a BrainScale module (the longest package prefix), None for others."""
+    levels = [level for level, package in enumerate(FLOORS)
+              if module == package or module.startswith(package + ".")]
+    return max(levels) if levels else None
 
 
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
-    return ".".join(parts)
+    return ".".join([PACKAGES[parts[0]], *parts[1:]])
 
 
 def _imports(path: Path, module: str) -> set[str]:
@@ -72,8 +82,7 @@ def test_imports_point_down():
         f"{module} -> {target}"
         for module, targets in _raw_imports().items()
         for target in targets
-        if target.split(".")[0] in FLOOR
-        and FLOOR[target.split(".")[0]] > FLOOR[module.split(".")[0]]
+        if _floor(target) is not None and _floor(target) > _floor(module)
     ]
     assert upward == [], "imports pointing up a floor:\n" + "\n".join(sorted(upward))
 
@@ -82,11 +91,31 @@ def test_foundation_does_not_import_nipype():
     offenders = [
         f"{module} -> {target}"
         for module, targets in _raw_imports().items()
-        if module.split(".")[0] in NIPYPE_FREE
+        if _floor(module) == 0
         for target in targets
         if target.split(".")[0] in ("nipype", "niworkflows")
     ]
     assert offenders == []
+
+
+def test_every_module_imports_brainscale_by_its_installed_name():
+    """``workflows`` and ``bids_app`` are folders, not import names (other wheels ship them)."""
+    bare = [
+        f"{module} -> {target}"
+        for module, targets in _raw_imports().items()
+        for target in targets
+        if target.split(".")[0] in ("workflows", "bids_app")
+    ]
+    assert bare == []
+
+
+def test_pyproject_installs_every_package_folder():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    installed_as = {folder: package for package, folder in config["package-dir"].items()}
+    assert {"brainscale": "brainscale", **installed_as} == PACKAGES
+    folders = {_module_name(init) for folder in PACKAGES for init in
+               (ROOT / folder).rglob("__init__.py")}
+    assert set(config["packages"]) == folders
 
 
 def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:

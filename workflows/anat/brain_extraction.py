@@ -16,7 +16,7 @@ outline). The steps are:
    pseudo-head gave a real 2 mm head an intracranial volume of 2461 ml);
 3. carry the template tissue priors into the image with that affine and classify
    voxels into CSF/GM/WM/non-brain
-   (:func:`workflows.anat.segmentation.classify_tissues`);
+   (:func:`brainscale.workflows.anat.segmentation.classify_tissues`);
 4. keep the largest connected GM+WM component after a morphological opening (which
    cuts thin bridges to the scalp), dilate it into the CSF around it, close it and
    fill its holes (ventricles).
@@ -37,10 +37,15 @@ from __future__ import annotations
 import ants
 import nibabel as nib
 import numpy as np
+from brainscale.workflows.anat.images import (
+    TemplateImages,
+    ants_registration,
+    like,
+    to_ants,
+    voxel_volume,
+)
+from brainscale.workflows.anat.segmentation import classify_tissues
 from scipy import ndimage
-
-from workflows.anat.images import TemplateImages, ants_registration, like, to_ants, voxel_volume
-from workflows.anat.segmentation import classify_tissues
 
 UPPER_HEAD_DEPTH_MM = 110.0
 """Depth below the vertex used to match head centroids."""

@@ -8,6 +8,8 @@ import os
 
 import nibabel as nib
 import numpy as np
+from brainscale.workflows.anat.images import TemplateImages
+from brainscale.workflows.interface_utils import out_path
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -18,9 +20,6 @@ from nipype.interfaces.base import (
     isdefined,
     traits,
 )
-
-from workflows.anat.images import TemplateImages
-from workflows.interface_utils import out_path
 
 
 @functools.lru_cache(maxsize=2)
@@ -73,8 +72,8 @@ class ConformT1w(SimpleInterface):
     output_spec = _ConformOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.anat.brain_extraction import skull_stripped_status
-        from workflows.anat.conform import conform_t1w, load_t1w, select_reference_t1w
+        from brainscale.workflows.anat.brain_extraction import skull_stripped_status
+        from brainscale.workflows.anat.conform import conform_t1w, load_t1w, select_reference_t1w
 
         files = list(self.inputs.t1w_files)
         images = [load_t1w(f) for f in files]
@@ -120,13 +119,13 @@ class _OutFileOutputSpec(TraitedSpec):
 
 
 class BiasFieldCorrection(SimpleInterface):
-    """N4 bias field correction (:func:`workflows.anat.bias.correct_bias_field`)."""
+    """N4 bias field correction (:func:`brainscale.workflows.anat.bias.correct_bias_field`)."""
 
     input_spec = _InFileInputSpec
     output_spec = _OutFileOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.anat.bias import correct_bias_field
+        from brainscale.workflows.anat.bias import correct_bias_field
 
         corrected, _ = correct_bias_field(nib.load(self.inputs.in_file))
         self._results["out_file"] = out_path(runtime, "t1w_n4.nii.gz")
@@ -154,7 +153,7 @@ class NormalizeToTemplate(SimpleInterface):
     output_spec = _NormalizeOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.anat.normalization import (
+        from brainscale.workflows.anat.normalization import (
             AFFINE_RESOLUTION_MM,
             apply_displacement,
             normalize_to_template,
@@ -183,14 +182,14 @@ class _ModulatedGMInputSpec(BaseInterfaceInputSpec):
 class ModulatedGM(SimpleInterface):
     """GM probability warped to the 2 mm template, modulated by the Jacobian (VBM input).
 
-    See :func:`workflows.anat.vbm.modulated_gm`.
+    See :func:`brainscale.workflows.anat.vbm.modulated_gm`.
     """
 
     input_spec = _ModulatedGMInputSpec
     output_spec = _OutFileOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.anat.vbm import modulated_gm
+        from brainscale.workflows.anat.vbm import modulated_gm
 
         out = modulated_gm(nib.load(self.inputs.tpms[0]), self.inputs.forward_xfm,
                            embedded_template(2).t1w)
@@ -217,9 +216,9 @@ class SegmentTissues(SimpleInterface):
     output_spec = _SegmentOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.anat.images import like
-        from workflows.anat.prior_segmentation import segment_with_template_priors
-        from workflows.anat.segmentation import discrete_segmentation
+        from brainscale.workflows.anat.images import like
+        from brainscale.workflows.anat.prior_segmentation import segment_with_template_priors
+        from brainscale.workflows.anat.segmentation import discrete_segmentation
 
         t1w = nib.load(self.inputs.in_file)
         resolution = 1 if min(t1w.header.get_zooms()[:3]) < 1.5 else 2
@@ -253,8 +252,8 @@ class _ThicknessOutputSpec(TraitedSpec):
 class CorticalThickness(SimpleInterface):
     """Cortical thickness of the cerebral cortex (Laplace streamlines or DiReCT).
 
-    See :func:`workflows.anat.laplace_thickness.laplace_thickness` and
-    :func:`workflows.anat.thickness.direct_thickness`. With ``inverse_xfm`` the
+    See :func:`brainscale.workflows.anat.laplace_thickness.laplace_thickness` and
+    :func:`brainscale.workflows.anat.thickness.direct_thickness`. With ``inverse_xfm`` the
     template's non-cortical grey matter (cerebellum, deep nuclei) is excluded.
     """
 
@@ -262,7 +261,7 @@ class CorticalThickness(SimpleInterface):
     output_spec = _ThicknessOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.anat.thickness import cortical_thickness
+        from brainscale.workflows.anat.thickness import cortical_thickness
 
         inverse_xfm = self.inputs.inverse_xfm if isdefined(self.inputs.inverse_xfm) else None
         thick, meta = cortical_thickness(nib.load(self.inputs.dseg),
@@ -287,9 +286,10 @@ class AtlasToNative(SimpleInterface):
     output_spec = _OutFileOutputSpec
 
     def _run_interface(self, runtime):
+        from brainscale.workflows.anat.images import like
+        from brainscale.workflows.anat.normalization import apply_displacement
+
         from brainscale.resources import get_atlas
-        from workflows.anat.images import like
-        from workflows.anat.normalization import apply_displacement
 
         ref = nib.load(self.inputs.reference)
         warped = apply_displacement(get_atlas(self.inputs.atlas).load(), ref,
@@ -322,10 +322,10 @@ class Morphometry(SimpleInterface):
 
     def _run_interface(self, runtime):
         import pandas as pd
+        from brainscale.workflows.anat import morphometry
+        from brainscale.workflows.anat.images import voxel_volume
 
         from brainscale.resources import get_atlas
-        from workflows.anat import morphometry
-        from workflows.anat.images import voxel_volume
 
         gm_img = nib.load(self.inputs.tpms[0])
         vox = voxel_volume(gm_img)
@@ -343,7 +343,7 @@ class Morphometry(SimpleInterface):
             mask = np.asarray(nib.load(self.inputs.mask).dataobj) > 0
             etiv = float("nan")
             if isdefined(self.inputs.affine_xfm):
-                from workflows.anat.normalization import estimated_intracranial_volume
+                from brainscale.workflows.anat.normalization import estimated_intracranial_volume
 
                 etiv = estimated_intracranial_volume(
                     self.inputs.affine_xfm, embedded_template(1).intracranial_volume_mm3)
@@ -372,7 +372,7 @@ class SegmentationFigure(SimpleInterface):
     output_spec = _OutFileOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.anat.figures import plot_segmentation
+        from brainscale.workflows.anat.figures import plot_segmentation
 
         self._results["out_file"] = plot_segmentation(
             nib.load(self.inputs.t1w), nib.load(self.inputs.mask), nib.load(self.inputs.dseg),
@@ -392,7 +392,7 @@ class NormalizationFigure(SimpleInterface):
     output_spec = _OutFileOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.anat.figures import plot_normalization
+        from brainscale.workflows.anat.figures import plot_normalization
 
         self._results["out_file"] = plot_normalization(
             nib.load(self.inputs.std_t1w),

@@ -1,8 +1,8 @@
-"""Methods boilerplate of the anatomical workflow (see :mod:`bids_app.reports.methods`)."""
+"""Methods boilerplate of the anatomical workflow (:mod:`brainscale.bids_app.reports.methods`)."""
 
 from __future__ import annotations
 
-from workflows.references import ANTS, N4
+from brainscale.workflows.references import ANTS, N4
 
 REFERENCES = {
     "tustison2010": N4,

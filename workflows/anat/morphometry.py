@@ -5,12 +5,13 @@
   GM + WM inside it). It is not an intracranial volume when the input was stripped by
   its providers (outer CSF removed): the head-size covariate is ``etiv_mm3``, the
   estimated total intracranial volume from the affine registration to the template
-  (Buckner et al. 2004; :func:`workflows.anat.normalization.estimated_intracranial_volume`).
+  (Buckner et al. 2004;
+  :func:`brainscale.workflows.anat.normalization.estimated_intracranial_volume`).
   ``tiv_mm3`` is a deprecated alias of ``brain_mask_volume_mm3``.
 * Regional mean thickness averages the thickness map over the region's GM voxels with a
   non-zero thickness.
 * Surface area is measured on the white-surface meshes, not here
-  (:func:`workflows.anat.surface_thickness.regional_surface_measures`; columns
+  (:func:`brainscale.workflows.anat.surface_thickness.regional_surface_measures`; columns
   :data:`SURFACE_UNITS`): the former estimate ``GM volume / mean thickness`` inherited
   every thickness error and summed to half a real cortex.
 """

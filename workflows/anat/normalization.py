@@ -3,7 +3,7 @@
 1. *Affine* (12 parameters, mutual information) at 2 mm. A full-head image is aligned
    rigidly to a pseudo-head template, then affinely to the template with the metric
    restricted to the template's brain mask, and a first brain mask is drawn from the
-   priors that affine carries (:mod:`workflows.anat.brain_extraction`). A pre-stripped
+   priors that affine carries (:mod:`brainscale.workflows.anat.brain_extraction`). A pre-stripped
    image is its own brain: started from the translation that matches its centroid to
    the template brain's, it is registered whole (``antsRegistrationSyNQuick[a]``
    levels). The affine's determinant gives the estimated total intracranial volume
@@ -22,7 +22,7 @@ The affine and the warp are composed into one displacement field in each directi
   ``ants.apply_transforms(fixed=t1w, moving=atlas, transformlist=[inverse])``.
 
 ITK stores displacement vectors in LPS coordinates (see :func:`displacement_ras`).
-Every ANTs call gets the seed (:func:`workflows.anat.images.ants_registration`): the
+Every ANTs call gets the seed (:func:`brainscale.workflows.anat.images.ants_registration`): the
 same inputs, seed and thread count give bit-identical fields.
 """
 
@@ -34,8 +34,7 @@ from dataclasses import dataclass
 import ants
 import nibabel as nib
 import numpy as np
-
-from workflows.anat.brain_extraction import (
+from brainscale.workflows.anat.brain_extraction import (
     brain_affine_of_head,
     initial_brain_mask,
     mask_centroid,
@@ -43,7 +42,7 @@ from workflows.anat.brain_extraction import (
     stripped_brain_mask,
     write_translation,
 )
-from workflows.anat.images import (
+from brainscale.workflows.anat.images import (
     TemplateImages,
     ants_registration,
     crop_to_mask,

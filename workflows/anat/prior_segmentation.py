@@ -1,6 +1,6 @@
 """Native-space tissue segmentation: template priors warped to the T1w, EM, brain mask refinement.
 
-This step stands above :mod:`workflows.anat.segmentation` (the mixture model), brain
+This step stands above :mod:`brainscale.workflows.anat.segmentation` (the mixture model), brain
 extraction and normalization, which it combines. Templates are arguments.
 """
 
@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
-
-from workflows.anat.brain_extraction import refine_brain_mask, stripped_brain_mask
-from workflows.anat.images import TemplateImages
-from workflows.anat.normalization import apply_displacement
-from workflows.anat.segmentation import (
+from brainscale.workflows.anat.brain_extraction import refine_brain_mask, stripped_brain_mask
+from brainscale.workflows.anat.images import TemplateImages
+from brainscale.workflows.anat.normalization import apply_displacement
+from brainscale.workflows.anat.segmentation import (
     TISSUE_MIXTURES,
     TISSUES,
     bright_non_brain,
     classify_tissues,
 )
+from scipy import ndimage
 
 PRIOR_REGION_MARGIN_MM = 4.0
 """Margin (mm) around the warped template brain in which voxels are classified."""
@@ -49,7 +48,8 @@ def segment_with_template_priors(
     posteriors : numpy.ndarray
         ``(3, ...)`` CSF, GM, WM probabilities, 0 outside the brain.
     mask : numpy.ndarray
-        Boolean brain mask (see :func:`workflows.anat.brain_extraction.refine_brain_mask`).
+        Boolean brain mask (see
+        :func:`brainscale.workflows.anat.brain_extraction.refine_brain_mask`).
     """
     warped_mask = apply_displacement(template.brain_mask, t1w, inverse_xfm).get_fdata(
         dtype=np.float32)

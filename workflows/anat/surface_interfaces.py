@@ -1,7 +1,7 @@
 """Thin Nipype interfaces of the cortical surfaces: load, call a numeric function, save.
 
 :class:`CorticalSurfaces` extracts the white and pial meshes of each hemisphere and the
-thickness measured between them (:mod:`workflows.anat.surface_thickness`);
+thickness measured between them (:mod:`brainscale.workflows.anat.surface_thickness`);
 :class:`SurfaceMorphometry` adds the areas measured on the meshes to a morphometry table.
 Meshes are GIFTI files in the T1w's world coordinates (mm, RAS+), as FreeSurfer's and
 fMRIPrep's ``_hemi-L_white.surf.gii`` are.
@@ -13,6 +13,7 @@ import json
 
 import nibabel as nib
 import numpy as np
+from brainscale.workflows.interface_utils import out_path
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -23,8 +24,6 @@ from nipype.interfaces.base import (
     isdefined,
     traits,
 )
-
-from workflows.interface_utils import out_path
 
 HEMISPHERE_STRUCTURES = {"L": "CortexLeft", "R": "CortexRight"}
 SURFACE_KINDS = {"white": "GrayWhite", "pial": "Pial"}
@@ -109,22 +108,23 @@ class _SurfacesOutputSpec(TraitedSpec):
 class CorticalSurfaces(SimpleInterface):
     """White and pial meshes per hemisphere and the thickness between them.
 
-    See :func:`workflows.anat.surface_thickness.reconstruct_cortex`.
+    See :func:`brainscale.workflows.anat.surface_thickness.reconstruct_cortex`.
     """
 
     input_spec = _SurfacesInputSpec
     output_spec = _SurfacesOutputSpec
 
     def _run_interface(self, runtime):
-        from brainscale.resources import get_atlas, get_non_cortical_mask
-        from workflows.anat.images import like
-        from workflows.anat.normalization import apply_displacement
-        from workflows.anat.surface_thickness import (
+        from brainscale.workflows.anat.images import like
+        from brainscale.workflows.anat.normalization import apply_displacement
+        from brainscale.workflows.anat.surface_thickness import (
             MAX_THICKNESS_MM,
             reconstruct_cortex,
             template_cerebrum_maps,
         )
-        from workflows.anat.thickness import COARSE_VOXEL_MM
+        from brainscale.workflows.anat.thickness import COARSE_VOXEL_MM
+
+        from brainscale.resources import get_atlas, get_non_cortical_mask
 
         dseg = nib.load(self.inputs.dseg)
         gm, wm, csf = (nib.load(f).get_fdata(dtype=np.float32) for f in self.inputs.tpms)
@@ -208,9 +208,8 @@ class SurfaceMorphometry(SimpleInterface):
 
     def _run_interface(self, runtime):
         import pandas as pd
-
-        from workflows.anat.morphometry import SURFACE_UNITS
-        from workflows.anat.surface_thickness import (
+        from brainscale.workflows.anat.morphometry import SURFACE_UNITS
+        from brainscale.workflows.anat.surface_thickness import (
             global_surface_measures,
             regional_surface_measures,
         )

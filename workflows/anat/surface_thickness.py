@@ -1,7 +1,7 @@
 """Cortical surfaces of both hemispheres and the thickness measured between them.
 
 :func:`reconstruct_cortex` extracts each hemisphere's white and pial surfaces
-(:mod:`workflows.anat.surfaces`), samples the atlas onto the white vertices and measures
+(:mod:`brainscale.workflows.anat.surfaces`), samples the atlas onto the white vertices and measures
 thickness as FreeSurfer defines it (Fischl & Dale, 2000): at each vertex, the mean of
 the distance from the white surface to the nearest point of the pial surface and the
 distance from the pial surface back to the nearest point of the white surface. The
@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from brainscale.workflows.anat import surfaces
+from brainscale.workflows.anat.images import bounding_box
+from brainscale.workflows.anat.laplace_thickness import GM, WM, sulcal_ridge
 from scipy import ndimage
 from scipy.spatial import cKDTree
-
-from workflows.anat import surfaces
-from workflows.anat.images import bounding_box
-from workflows.anat.laplace_thickness import GM, WM, sulcal_ridge
 
 MAX_THICKNESS_MM = 5.0
 CORTEX_DISTANCE_MM = 2.0

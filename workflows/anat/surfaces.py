@@ -13,7 +13,7 @@ about 1 % (tested on spheres).
 
 Where the two banks of a sulcus touch with no CSF resolved between them, the pial level
 set would bridge the sulcus. The sulcal midline rebuilt from the ridge of the distance
-to WM (:func:`workflows.anat.laplace_thickness.sulcal_ridge`) is lowered below the level
+to WM (:func:`brainscale.workflows.anat.laplace_thickness.sulcal_ridge`) is lowered below the level
 before the pial surface is extracted, so the pial surface enters the sulcus (as in
 CAT12's projection-based thickness).
 

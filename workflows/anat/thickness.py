@@ -2,12 +2,12 @@
 
 The default method, ``surface``, is FreeSurfer's closest-point distance between the
 white and pial meshes of each hemisphere
-(:func:`workflows.anat.surface_thickness.reconstruct_cortex`); the workflow runs it in
+(:func:`brainscale.workflows.anat.surface_thickness.reconstruct_cortex`); the workflow runs it in
 the surfaces node, which also writes the meshes. On skull-stripped adult scans it gives
 2.3-2.5 mm where the Laplace streamlines gave 4.2 mm with a fifth of the cortex at the
 cap (see the note of issue 12). :func:`cortical_thickness` computes the two volumetric
 alternatives: the Laplace/Eulerian streamline thickness of
-:mod:`workflows.anat.laplace_thickness` and DiReCT (Das et al., 2009;
+:mod:`brainscale.workflows.anat.laplace_thickness` and DiReCT (Das et al., 2009;
 ``antspyx.kelly_kapowski``, tens of CPU-minutes at 1 mm), kept for comparison with
 volumetric pipelines.
 
@@ -24,8 +24,7 @@ from __future__ import annotations
 import ants
 import nibabel as nib
 import numpy as np
-
-from workflows.anat.images import bounding_box, like, to_ants
+from brainscale.workflows.anat.images import bounding_box, like, to_ants
 
 COARSE_VOXEL_MM = 1.2
 """Above this voxel size the thickness sidecar carries a warning."""
@@ -65,12 +64,12 @@ def cortical_thickness(dseg: nib.spatialimages.SpatialImage,
     meta : dict
         Sidecar fields: units, method, what was excluded.
     """
-    from workflows.anat.laplace_thickness import MAX_THICKNESS_MM, laplace_thickness
+    from brainscale.workflows.anat.laplace_thickness import MAX_THICKNESS_MM, laplace_thickness
 
     if method not in VOLUMETRIC_METHODS:
         raise ValueError(f"{method!r} is not a volumetric thickness method; use one of "
                          f"{', '.join(VOLUMETRIC_METHODS)} (surface thickness comes from "
-                         "workflows.anat.surface_thickness.reconstruct_cortex)")
+                         "brainscale.workflows.anat.surface_thickness.reconstruct_cortex)")
     non_cortical = native_non_cortical(dseg, inverse_xfm) if inverse_xfm else None
     meta = {"Units": "mm", "Method": THICKNESS_METHODS[method],
             "NonCorticalExcluded": non_cortical is not None}
@@ -97,8 +96,9 @@ def native_non_cortical(dseg: nib.spatialimages.SpatialImage,
 
     Returns ``None`` when no atlas provides the mask.
     """
+    from brainscale.workflows.anat.normalization import apply_displacement
+
     from brainscale.resources import get_non_cortical_mask
-    from workflows.anat.normalization import apply_displacement
 
     template_mask = get_non_cortical_mask()
     if template_mask is None:

@@ -1,7 +1,7 @@
 """Voxel-based morphometry input: GM probability in template space, modulated by the Jacobian.
 
 The GM partial-volume map of the T1w is resampled onto the template grid through the
-forward displacement field (T1w -> MNI, :mod:`workflows.anat.normalization`) and
+forward displacement field (T1w -> MNI, :mod:`brainscale.workflows.anat.normalization`) and
 multiplied by the determinant of that field's Jacobian (Ashburner & Friston, 2000,
 NeuroImage 11:805-821; Good et al., 2001, NeuroImage 14:21-36). The field maps each
 template point to a T1w point, so the determinant is the T1w volume a template voxel
@@ -14,9 +14,8 @@ from __future__ import annotations
 import ants
 import nibabel as nib
 import numpy as np
-
-from workflows.anat.images import like, to_ants, to_nibabel
-from workflows.anat.normalization import apply_displacement
+from brainscale.workflows.anat.images import like, to_ants, to_nibabel
+from brainscale.workflows.anat.normalization import apply_displacement
 
 
 def jacobian_determinant(forward_xfm: str, reference: nib.spatialimages.SpatialImage):

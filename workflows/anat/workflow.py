@@ -1,16 +1,12 @@
 """The anatomical workflow: T1w preprocessing, normalization, segmentation, morphometry.
 
 The methods boilerplate of this workflow, with citations, is in
-:mod:`workflows.anat.methods`.
+:mod:`brainscale.workflows.anat.methods`.
 """
 
 from __future__ import annotations
 
-from nipype.interfaces import utility as niu
-from nipype.pipeline import engine as pe
-
-from brainscale.resources import TEMPLATE_SPACE
-from workflows.anat.interfaces import (
+from brainscale.workflows.anat.interfaces import (
     AtlasToNative,
     BiasFieldCorrection,
     ConformT1w,
@@ -22,8 +18,12 @@ from workflows.anat.interfaces import (
     SegmentationFigure,
     SegmentTissues,
 )
-from workflows.anat.surface_interfaces import CorticalSurfaces, SurfaceMorphometry
-from workflows.qc_interfaces import T1wIQMs
+from brainscale.workflows.anat.surface_interfaces import CorticalSurfaces, SurfaceMorphometry
+from brainscale.workflows.qc_interfaces import T1wIQMs
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from brainscale.resources import TEMPLATE_SPACE
 
 OUTPUT_FIELDS = ["t1w_preproc", "t1w_mask", "t1w_dseg", "t1w_tpms", "anat2std_xfm",
                  "std2anat_xfm", "std_t1w", "atlas_native"]
@@ -61,11 +61,12 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
     template_resolution : {1, 2}
         Resolution (mm) of the ``space-MNI152NLin2009aSym`` T1w output.
     thickness_method : {"surface", "laplace", "direct"}
-        Cortical thickness method (see :data:`workflows.anat.thickness.THICKNESS_METHODS`).
+        Cortical thickness method (see
+        :data:`brainscale.workflows.anat.thickness.THICKNESS_METHODS`).
     skull_stripped : bool, optional
         Whether the T1w is already skull-stripped; ``None``: the sidecar's
         ``SkullStripped`` field, else detected from the image
-        (:func:`workflows.anat.brain_extraction.skull_stripped_status`). A stripped
+        (:func:`brainscale.workflows.anat.brain_extraction.skull_stripped_status`). A stripped
         input gets no brain extraction.
     name : str
         Workflow name.
@@ -75,7 +76,7 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
     nipype.pipeline.engine.Workflow
         Workflow with an ``outputnode`` carrying :data:`OUTPUT_FIELDS`.
     """
-    from workflows.derivatives_sink import DerivativesDataSink
+    from brainscale.workflows.derivatives_sink import DerivativesDataSink
 
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w_files"]), name="inputnode")
@@ -192,7 +193,7 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
         (conform, ds_seg_figure, [("seg_figure_meta", "meta_dict")]),
     ])
     ds_t1w_iqms = pe.Node(sink("T1w", desc="iqms", extension=".json"), name="ds_t1w_iqms")
-    workflow.connect([  # image quality metrics (MRIQC names), workflows.anat.iqms
+    workflow.connect([  # image quality metrics (MRIQC names), brainscale.workflows.anat.iqms
         (conform, t1w_iqms, [("out_file", "raw_file"), ("source_file", "source_file")]),
         (bias_correct, t1w_iqms, [("out_file", "corrected_file")]),
         (segment, t1w_iqms, [("mask", "mask_file"), ("tpms", "tpm_files")]),
@@ -206,7 +207,7 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
                                        "Method": "GM fraction warped to the template (linear) "
                                                  "x Jacobian determinant of the warp"}),
                               name="ds_modulated_gm")
-    workflow.connect([  # VBM input of the group image models, workflows.anat.vbm
+    workflow.connect([  # VBM input of the group image models, brainscale.workflows.anat.vbm
         (segment, modulated_gm, [("tpms", "tpms")]),
         (normalize, modulated_gm, [("forward_xfm", "forward_xfm")]),
         (modulated_gm, ds_modulated_gm, [("out_file", "in_file")]),
@@ -218,7 +219,7 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
     ds_surface_thickness = pe.MapNode(sink("thickness", extension=".shape.gii",
                                            meta_dict={"Units": "mm"}),
                                       iterfield=["in_file", "hemi"], name="ds_surface_thickness")
-    workflow.connect([  # meshes per hemisphere, workflows.anat.surface_thickness
+    workflow.connect([  # meshes per hemisphere, brainscale.workflows.anat.surface_thickness
         (regional_morph, regional_surface_morph, [("out_file", "in_file"), ("meta", "meta")]),
         (atlas_to_native, regional_surface_morph, [("out_file", "atlas_file")]),
         (global_morph, global_surface_morph, [("out_file", "in_file"), ("meta", "meta")]),

@@ -5,12 +5,11 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
+from brainscale.workflows.dwi.mppca import mppca
+from brainscale.workflows.dwi.parallel import fork_map
+from brainscale.workflows.dwi.reference import brain_mask, mean_b0
 from dipy.denoise.gibbs import gibbs_removal
 from scipy import ndimage
-
-from workflows.dwi.mppca import mppca
-from workflows.dwi.parallel import fork_map
-from workflows.dwi.reference import brain_mask, mean_b0
 
 DENOISE_METHODS = ("mppca", "patch2self", "none")
 """Accepted values of ``method`` in :func:`denoise_dwi`."""
@@ -34,7 +33,7 @@ def denoise_dwi(
     bvals : ndarray, shape (n,)
         b-values (used by Patch2Self).
     method : {"mppca", "patch2self", "none"}
-        MP-PCA (Veraart et al. 2016; :mod:`workflows.dwi.mppca`, dipy's estimator
+        MP-PCA (Veraart et al. 2016; :mod:`brainscale.workflows.dwi.mppca`, dipy's estimator
         vectorized) or Patch2Self (Fadnavis et al. 2020).
     mask : ndarray of bool, optional
         Voxels to denoise (MP-PCA only; a head mask saves most of the time). Voxels

@@ -121,7 +121,7 @@ def plot_motion(motion: pd.DataFrame, out_file: str) -> str:
     Parameters
     ----------
     motion : pandas.DataFrame
-        Output of :func:`workflows.dwi.motion.motion_parameters`.
+        Output of :func:`brainscale.workflows.dwi.motion.motion_parameters`.
     out_file : str
         Output image.
 

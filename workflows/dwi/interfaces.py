@@ -1,7 +1,7 @@
 """Thin Nipype interfaces of diffusion preprocessing: load, call a numeric function, save.
 
 Gradient files passed between nodes are FSL/BIDS ``.bval``/``.bvec`` files (FSL frame);
-they are converted to the voxel frame on loading (:mod:`workflows.dwi.gradients`).
+they are converted to the voxel frame on loading (:mod:`brainscale.workflows.dwi.gradients`).
 """
 
 from __future__ import annotations
@@ -10,6 +10,10 @@ import os
 
 import nibabel as nib
 import numpy as np
+from brainscale.workflows.dwi import gradients, motion, reference, registration, sdc
+from brainscale.workflows.dwi.denoise import DENOISE_METHODS, denoise_series
+from brainscale.workflows.dwi.tensor import TENSOR_PARAMS, TENSOR_UNITS, fit_tensor
+from brainscale.workflows.interface_utils import out_path, save_image
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -23,10 +27,6 @@ from nipype.interfaces.base import (
 
 from brainscale.errors import InputDataError
 from brainscale.resources import get_atlas, get_template, get_template_mask, save_resource
-from workflows.dwi import gradients, motion, reference, registration, sdc
-from workflows.dwi.denoise import DENOISE_METHODS, denoise_series
-from workflows.dwi.tensor import TENSOR_PARAMS, TENSOR_UNITS, fit_tensor
-from workflows.interface_utils import out_path, save_image
 
 
 def load_series(dwi_file: str, bval_file: str, bvec_file: str):

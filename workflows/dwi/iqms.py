@@ -27,9 +27,8 @@ import itertools
 import math
 
 import numpy as np
-
-from workflows.dwi.gradients import B0_THRESHOLD, detect_shells
-from workflows.func.iqms import fd_summary
+from brainscale.workflows.dwi.gradients import B0_THRESHOLD, detect_shells
+from brainscale.workflows.func.iqms import fd_summary
 
 DROPOUT_Z = 4.0
 """Robust standard deviations below expectation for a slice or volume to be flagged."""

@@ -20,11 +20,15 @@ from functools import partial
 import ants
 import numpy as np
 import pandas as pd
+from brainscale.workflows.dwi.gradients import (
+    B0_THRESHOLD,
+    make_gradient_table,
+    rotate_bvecs,
+    rotation_part,
+)
+from brainscale.workflows.dwi.parallel import fork_map
+from brainscale.workflows.dwi.reference import brain_mask
 from scipy import ndimage
-
-from workflows.dwi.gradients import B0_THRESHOLD, make_gradient_table, rotate_bvecs, rotation_part
-from workflows.dwi.parallel import fork_map
-from workflows.dwi.reference import brain_mask
 
 MOTION_COLUMNS = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
 """fMRIPrep confound names of the six rigid-body parameters (mm, radians)."""
@@ -223,7 +227,7 @@ def correct_motion(
         Transform of diffusion-weighted volumes (Affine models eddy currents).
     mask : ndarray of bool, optional
         Brain mask on the grid of the series (default: computed from the first b=0 with
-        :func:`workflows.dwi.reference.brain_mask`). Dilated by
+        :func:`brainscale.workflows.dwi.reference.brain_mask`). Dilated by
         :data:`METRIC_MASK_DILATION` voxels it restricts the registration metric; it
         also masks the tensor prediction.
     seed : int

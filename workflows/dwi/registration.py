@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 import ants
 import nibabel as nib
 import numpy as np
-
-from workflows.anat.images import ants_registration
+from brainscale.workflows.anat.images import ants_registration
 
 
 def _read(path: str | os.PathLike) -> ants.ANTsImage:

@@ -2,8 +2,8 @@
 
 With T1w tissue probabilities the streamlines stop by the continuous map criterion and
 are seeded at the grey/white-matter interface; without, they stop and are seeded on FA
-(:mod:`workflows.dwi.tracking`). Both a deterministic and a probabilistic tractogram
-are made from one fit of the orientation model (:mod:`workflows.dwi.odf`).
+(:mod:`brainscale.workflows.dwi.tracking`). Both a deterministic and a probabilistic tractogram
+are made from one fit of the orientation model (:mod:`brainscale.workflows.dwi.odf`).
 """
 
 from __future__ import annotations
@@ -12,16 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from dipy.tracking.streamline import Streamlines
-
-from workflows.dwi.odf import fit_orientation_model
-from workflows.dwi.tracking import (
+from brainscale.workflows.dwi.odf import fit_orientation_model
+from brainscale.workflows.dwi.tracking import (
     fa_stopping_criterion,
     seed_points,
     seeding_regions,
     tissue_stopping_criterion,
     track,
 )
+from dipy.tracking.streamline import Streamlines
 
 TRACTOGRAM_DESCS = {"deterministic": "det", "probabilistic": "prob"}
 """``desc-`` label of the tractogram of each tracker, in the order they are made."""

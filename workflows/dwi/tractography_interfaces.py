@@ -7,6 +7,10 @@ import os
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from brainscale.workflows.dwi import connectome, figures
+from brainscale.workflows.dwi.interfaces import SeriesInputSpec, load_series, out_path, voxel_size
+from brainscale.workflows.dwi.tracking import load_trx, save_trx
+from brainscale.workflows.dwi.tractography import reconstruct_tractograms
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -17,11 +21,6 @@ from nipype.interfaces.base import (
     isdefined,
     traits,
 )
-
-from workflows.dwi import connectome, figures
-from workflows.dwi.interfaces import SeriesInputSpec, load_series, out_path, voxel_size
-from workflows.dwi.tracking import load_trx, save_trx
-from workflows.dwi.tractography import reconstruct_tractograms
 
 
 class _TractographyInputSpec(SeriesInputSpec):

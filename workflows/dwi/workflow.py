@@ -1,18 +1,15 @@
 """The diffusion workflow: preprocessing, tensor maps, tractography and connectomes.
 
 The methods boilerplate of this workflow, with citations, is in
-:mod:`workflows.dwi.methods`.
+:mod:`brainscale.workflows.dwi.methods`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from nipype.interfaces.utility import Function, IdentityInterface
-from nipype.pipeline import engine as pe
-
-from workflows.derivatives_sink import DerivativesDataSink
-from workflows.dwi.interfaces import (
+from brainscale.workflows.derivatives_sink import DerivativesDataSink
+from brainscale.workflows.dwi.interfaces import (
     CorrectDistortionAndCombine,
     CorrectMotion,
     DenoiseDWI,
@@ -21,8 +18,14 @@ from workflows.dwi.interfaces import (
     RegisterDWI,
     TemplateAtlasResources,
 )
-from workflows.dwi.tractography_interfaces import BuildConnectomes, DWIReportFigures, Tractography
-from workflows.qc_interfaces import DwiIQMs
+from brainscale.workflows.dwi.tractography_interfaces import (
+    BuildConnectomes,
+    DWIReportFigures,
+    Tractography,
+)
+from brainscale.workflows.qc_interfaces import DwiIQMs
+from nipype.interfaces.utility import Function, IdentityInterface
+from nipype.pipeline import engine as pe
 
 INPUT_FIELDS = ["t1w_preproc", "t1w_mask", "t1w_dseg", "t1w_tpms", "anat2std_xfm", "std2anat_xfm"]
 OUTPUT_FIELDS = [
@@ -205,7 +208,7 @@ def init_dwi_wf(
                                               source_file=source_file, datatype="dwi",
                                               suffix="dwi", desc="iqms", extension=".json"),
                           name="ds_dwi_iqms")
-    workflow.connect([  # image quality metrics and dropouts, workflows.dwi.iqms
+    workflow.connect([  # image quality metrics and dropouts, brainscale.workflows.dwi.iqms
         (hmc, dwi_iqms, [("out_bval", "bval_file"), ("out_bvec", "bvec_file"),
                          ("motion_file", "motion_file")]),
         (dwi_reference, dwi_iqms, [("out_file", "in_file"), ("mask_file", "mask_file")]),

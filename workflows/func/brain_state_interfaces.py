@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import nibabel as nib
 import pandas as pd
+from brainscale.workflows.func import decoding, decoding_models
+from brainscale.workflows.func.decoding_analysis import SEQUENCE_MODEL, RunData, decode_runs
+from brainscale.workflows.func.decoding_features import (
+    decoding_features,
+    n_nonsteady_from_confounds,
+)
+from brainscale.workflows.func.glm import read_events
+from brainscale.workflows.func.motion import MOTION_COLUMNS
+from brainscale.workflows.interface_utils import out_path, save_image
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -13,12 +22,6 @@ from nipype.interfaces.base import (
 )
 
 from brainscale.errors import InputDataError
-from workflows.func import decoding, decoding_models
-from workflows.func.decoding_analysis import SEQUENCE_MODEL, RunData, decode_runs
-from workflows.func.decoding_features import decoding_features, n_nonsteady_from_confounds
-from workflows.func.glm import read_events
-from workflows.func.motion import MOTION_COLUMNS
-from workflows.interface_utils import out_path, save_image
 
 
 def _tsv(frame: pd.DataFrame, path: str) -> str:
@@ -59,14 +62,15 @@ class _DecodeOutputSpec(TraitedSpec):
 
 
 class DecodeConditions(SimpleInterface):
-    """Decode the task conditions of one run (see :mod:`workflows.func.decoding`)."""
+    """Decode the task conditions of one run (see :mod:`brainscale.workflows.func.decoding`)."""
 
     input_spec = _DecodeInputSpec
     output_spec = _DecodeOutputSpec
 
     def _run_interface(self, runtime):
+        from brainscale.workflows.func.figures_decoding import plot_decoding
+
         from brainscale.resources import get_atlas
-        from workflows.func.figures_decoding import plot_decoding
 
         inputs = self.inputs
         atlas = get_atlas(inputs.atlas_name)
@@ -127,7 +131,7 @@ class DecodeConditions(SimpleInterface):
 
     def _not_decoded(self, runtime, note: str, space) -> None:
         """Write the outputs of an undecodable run: a metrics row with the reason, no maps."""
-        from workflows.func.figures_decoding import plot_decoding
+        from brainscale.workflows.func.figures_decoding import plot_decoding
 
         self._results["metrics_file"] = _tsv(pd.DataFrame([{"model": "n/a", "note": note}]),
                                              out_path(runtime, "metrics.tsv"))

@@ -7,11 +7,10 @@ from dataclasses import dataclass
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from brainscale.workflows.func.denoise import denoise_timeseries, fit_strategy, select_confounds
 from nilearn.image import resample_to_img
 from scipy import sparse
 from sklearn.covariance import LedoitWolf
-
-from workflows.func.denoise import denoise_timeseries, fit_strategy, select_confounds
 
 MEASURES = ("PearsonCorrelation", "PartialCorrelation")
 
@@ -180,7 +179,7 @@ def denoise_parcels(parcels: pd.DataFrame, confounds: pd.DataFrame, strategy: st
         The run's confounds table.
     strategy : str
         Requested denoising strategy (falls back as in
-        :func:`workflows.func.denoise.fit_strategy`).
+        :func:`brainscale.workflows.func.denoise.fit_strategy`).
     tr : float
         Repetition time (s).
     source : str

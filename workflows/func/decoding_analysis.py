@@ -1,7 +1,7 @@
 """One decoding analysis: runs -> patterns -> every model on the same time-respecting folds.
 
 This is the single numeric call of the participant-level decoding interface and of the
-group-level re-analyses; the pieces are in :mod:`workflows.func.decoding`.
+group-level re-analyses; the pieces are in :mod:`brainscale.workflows.func.decoding`.
 """
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
-from workflows.func import decoding, decoding_models
+from brainscale.workflows.func import decoding, decoding_models
 
 SEQUENCE_MODEL = "tcn"
-"""Name of the temporal convolutional classifier (:mod:`workflows.group.sequence_model`)."""
+"""Name of the temporal convolutional classifier.
+
+The model is :mod:`brainscale.workflows.group.sequence_model`'s.
+"""
 ALL_MODELS = (*decoding_models.MODELS, SEQUENCE_MODEL)
 
 
@@ -89,7 +91,7 @@ def analyse(patterns: decoding.Patterns, folds, models, *, n_permutations: int, 
         if model == SEQUENCE_MODEL:
             if windows is None:
                 continue
-            from workflows.group.sequence_model import TemporalConvClassifier
+            from brainscale.workflows.group.sequence_model import TemporalConvClassifier
 
             flat, n_timepoints = windows
             estimator = TemporalConvClassifier(n_timepoints=n_timepoints, device=device,

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from brainscale.workflows.func.connectivity import parcel_timeseries
 from nilearn.image import resample_to_img
 
 from brainscale.errors import InputDataError
-from workflows.func.connectivity import parcel_timeseries
 
 DECODE_SPACES = ("parcels", "voxels")
 VENTRAL_TEMPORAL_REGIONS = ("fusiform", "parahippocampal", "inferiortemporal", "lingual")
@@ -144,7 +144,7 @@ def atlas_on_native_grid(atlas: nib.Nifti1Image, shape, affine: np.ndarray,
         The native grid.
     template_to_native : numpy.ndarray of shape (4, 4)
         RAS matrix mapping a template point to the native point
-        (:func:`workflows.func.registration.register_boldref` with the template fixed).
+        (:func:`brainscale.workflows.func.registration.register_boldref` with the template fixed).
 
     Returns
     -------

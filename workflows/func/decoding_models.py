@@ -14,12 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from brainscale.workflows.func.decoding import Patterns
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-
-from workflows.func.decoding import Patterns
 
 LINEAR_MODELS = ("linsvm", "logreg")
 MODELS = ("linsvm", "logreg", "rf")
@@ -55,10 +54,11 @@ class RowSpaceProjection(TransformerMixin, BaseEstimator):
 def build_classifier(name: str, seed: int = 0):
     """Return an unfitted standardise-then-classify pipeline (``linsvm``, ``logreg``, ``rf``).
 
-    The classifiers are those of the group level (:func:`workflows.group.classify.build_model`):
+    The classifiers are those of the group level
+    (:func:`brainscale.workflows.group.classify.build_model`):
     class-balanced weights, default regularisation.
     """
-    from workflows.group.classify import build_model
+    from brainscale.workflows.group.classify import build_model
 
     if name not in MODELS:
         raise ValueError(f"unknown decoding model {name!r}; choose from {list(MODELS)}")

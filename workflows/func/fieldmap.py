@@ -1,7 +1,8 @@
 """Distortion correction of the BOLD reference from a phase-difference field map.
 
 The magnitude image gives the brain mask (eroded once where the phase is reliable); the
-phase difference becomes a field map in Hz (:func:`workflows.func.sdc.phasediff_to_fieldmap`).
+phase difference becomes a field map in Hz
+(:func:`brainscale.workflows.func.sdc.phasediff_to_fieldmap`).
 The BOLD reference is registered rigidly to the magnitude image, the field map is sampled
 on the reference grid through that transform, scaled by the readout time into a voxel-shift
 map, and the reference and its mask are unwarped with it.
@@ -14,10 +15,9 @@ from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
+from brainscale.workflows.func import reference, registration, sdc
+from brainscale.workflows.func.resample import grid_points, resample_series
 from scipy import ndimage
-
-from workflows.func import reference, registration, sdc
-from workflows.func.resample import grid_points, resample_series
 
 
 def magnitude_masks(magnitude: nib.spatialimages.SpatialImage
@@ -32,7 +32,7 @@ def magnitude_masks(magnitude: nib.spatialimages.SpatialImage
     Returns
     -------
     brain : nibabel.Nifti1Image
-        ``uint8`` brain mask (:func:`workflows.func.reference.compute_bold_mask`).
+        ``uint8`` brain mask (:func:`brainscale.workflows.func.reference.compute_bold_mask`).
     reliable : numpy.ndarray of bool
         The brain mask eroded by one voxel (6-connected): the phase near the brain's
         edge is noisy.

@@ -15,7 +15,7 @@ def plot_decoding(results, out_file) -> str:
 
     Parameters
     ----------
-    results : list of workflows.func.decoding_models.DecodingResult
+    results : list of brainscale.workflows.func.decoding_models.DecodingResult
         One per model.
     out_file : path-like
         Destination SVG.

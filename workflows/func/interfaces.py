@@ -8,6 +8,20 @@ import os
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from brainscale.workflows.func import confounds as confounds_mod
+from brainscale.workflows.func import (
+    connectivity,
+    fieldmap,
+    figures,
+    glm,
+    reference,
+    registration,
+    resample,
+)
+from brainscale.workflows.func.motion import MOTION_COLUMNS, estimate_head_motion
+from brainscale.workflows.func.resample import resample_to_grid
+from brainscale.workflows.func.slice_timing import slice_timing_plan
+from brainscale.workflows.interface_utils import out_path, save_image
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -20,12 +34,6 @@ from nipype.interfaces.base import (
 )
 
 from brainscale.writers import write_tsv
-from workflows.func import confounds as confounds_mod
-from workflows.func import connectivity, fieldmap, figures, glm, reference, registration, resample
-from workflows.func.motion import MOTION_COLUMNS, estimate_head_motion
-from workflows.func.resample import resample_to_grid
-from workflows.func.slice_timing import slice_timing_plan
-from workflows.interface_utils import out_path, save_image
 
 LOGGER = logging.getLogger("brainscale")
 

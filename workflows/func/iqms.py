@@ -20,7 +20,7 @@ volumes dropped), spatial ones on the temporal mean of the raw run in its own vo
   mean(background)) / median(brain)`` with the ghost the brain shifted by half the field of
   view (Giannelli et al. 2010).
 - ``fwhm_{x,y,z,avg}`` (mm), ``efc``, ``fber``, ``snr``: as for the T1w
-  (:mod:`workflows.anat.iqms`), on the temporal mean.
+  (:mod:`brainscale.workflows.anat.iqms`), on the temporal mean.
 - ``dummy_trs``: leading non-steady-state volumes detected.
 
 Artifact detection: ``outlier_volumes`` lists the volumes whose outlier fraction exceeds
@@ -33,9 +33,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from brainscale.workflows.anat.iqms import efc, fber, fwhm, snr
 from scipy import ndimage, stats
-
-from workflows.anat.iqms import efc, fber, fwhm, snr
 
 FD_THRESHOLD_MM = 0.2
 """MRIQC's default FD threshold for ``fd_num`` / ``fd_perc`` (mm)."""

@@ -1,8 +1,8 @@
-"""Methods boilerplate of the functional workflow (see :mod:`bids_app.reports.methods`)."""
+"""Methods boilerplate of the functional workflow (:mod:`brainscale.bids_app.reports.methods`)."""
 
 from __future__ import annotations
 
-from workflows.references import ANTS
+from brainscale.workflows.references import ANTS
 
 REFERENCES = {
     "ants": ANTS,

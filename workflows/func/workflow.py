@@ -1,7 +1,7 @@
 """The functional workflow: one BOLD run from raw data to confounds and connectivity.
 
 The methods boilerplate of this workflow, with citations, is in
-:mod:`workflows.func.methods`.
+:mod:`brainscale.workflows.func.methods`.
 """
 
 from __future__ import annotations
@@ -10,16 +10,16 @@ import logging
 import re
 from pathlib import Path
 
+from brainscale.workflows.derivatives_sink import DerivativesDataSink
+from brainscale.workflows.func import interfaces as fi
+from brainscale.workflows.func.denoise import DEFAULT_DENOISE_STRATEGY, parse_strategy
+from brainscale.workflows.func.sdc import total_readout_time
+from brainscale.workflows.qc_interfaces import BoldIQMs
 from nipype.interfaces.utility import IdentityInterface
 from nipype.pipeline import engine as pe
 
 from brainscale.errors import InputDataError, UsageError
 from brainscale.resources import TEMPLATE_SPACE
-from workflows.derivatives_sink import DerivativesDataSink
-from workflows.func import interfaces as fi
-from workflows.func.denoise import DEFAULT_DENOISE_STRATEGY, parse_strategy
-from workflows.func.sdc import total_readout_time
-from workflows.qc_interfaces import BoldIQMs
 
 INPUT_FIELDS = ("t1w_preproc", "t1w_mask", "t1w_dseg", "t1w_tpms", "anat2std_xfm",
                 "std2anat_xfm")
@@ -130,7 +130,7 @@ def init_func_wf(
     atlases : list of str
         Atlas names (see :func:`brainscale.resources.get_atlas`).
     denoise_strategy : str
-        Denoising strategy (:mod:`workflows.func.denoise`).
+        Denoising strategy (:mod:`brainscale.workflows.func.denoise`).
     omp_nthreads : int
         Threads of the registration and resampling nodes.
     seed : int
@@ -142,9 +142,9 @@ def init_func_wf(
         "magnitude": path (magnitude1), "metadata": phasediff sidecar}``. Used for
         susceptibility distortion correction when the run's sidecar has
         ``PhaseEncodingDirection`` and a readout time; otherwise skipped with a note.
-    decoding : workflows.func.brain_states_wf.DecodingSettings, optional
+    decoding : brainscale.workflows.func.brain_states_wf.DecodingSettings, optional
         With ``events_file``: decode the task conditions (sub-workflow
-        :func:`~workflows.func.brain_states_wf.init_bold_brain_states_wf`, first atlas).
+        :func:`~brainscale.workflows.func.brain_states_wf.init_bold_brain_states_wf`, first atlas).
     name : str, optional
         Workflow name (default from the BOLD file name).
 
@@ -362,7 +362,7 @@ def _connect_writers(workflow, *, bold_file, output_dir, atlases, has_anat, bold
 
 
 def _connect_iqms(workflow, *, bold_file, output_dir, has_anat):
-    """Add the image quality metrics of the run (:mod:`workflows.func.iqms`) and their writer."""
+    """Add the run's image quality metrics (:mod:`brainscale.workflows.func.iqms`) and writer."""
     bold_iqms = pe.Node(BoldIQMs(bold_file=bold_file), name="bold_iqms", mem_gb=2.0)
     ds_bold_iqms = _sink(output_dir, bold_file, "ds_bold_iqms", datatype="func", desc="iqms",
                          suffix="bold", extension=".json")
@@ -398,7 +398,10 @@ def _connect_glm(workflow, *, bold_file, output_dir, events_file):
 
 def _connect_brain_states(workflow, *, bold_file, output_dir, events_file, atlas, seed, decoding):
     """Add the decoding sub-workflow of a task run (skipped, with a warning, if undecodable)."""
-    from workflows.func.brain_states_wf import decoding_problem, init_bold_brain_states_wf
+    from brainscale.workflows.func.brain_states_wf import (
+        decoding_problem,
+        init_bold_brain_states_wf,
+    )
 
     problem = decoding_problem(events_file, decoding.conditions, bold_file,
                                workflow.get_node("bold_reference").inputs.metadata.get(

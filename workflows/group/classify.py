@@ -4,20 +4,48 @@ Everything that learns from data is fitted inside the training rows of each fold
 ComBat harmonization (:class:`FoldComBat`), the univariate screening that linear
 models use on wide tables (e.g. 79,800 connectome edges), feature scaling and the
 model, whose hyperparameters are chosen by an inner cross-validation (nested CV,
-:class:`~workflows.group.classify_search.NestedGridSearch`). When sites
+:class:`~brainscale.workflows.group.classify_search.NestedGridSearch`). When sites
 exist the outer loop leaves one site out, so that a model is always scored on a
 site it never saw. The permutation test repeats the whole nested procedure on
 labels shuffled within sites, so that a label that is unbalanced across sites
 cannot make a null model look significant.
 
 Runnable examples: :func:`evaluate_model`, :func:`site_predictability`,
-:class:`~workflows.group.classify_combat.FoldComBat`.
+:class:`~brainscale.workflows.group.classify_combat.FoldComBat`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from brainscale.workflows.group.classify_combat import FoldComBat, float_values
+from brainscale.workflows.group.classify_cv import (
+    nested_predictions,
+    outer_splits,
+    permute_within,
+    top_features,
+)
+from brainscale.workflows.group.classify_metrics import (
+    ModelEvaluation,
+    bootstrap_ci,
+    classification_metrics,
+    permutation_p_value,
+    regression_metrics,
+)
+from brainscale.workflows.group.classify_permutation import permuted_predictions
+from brainscale.workflows.group.classify_search import (
+    ColumnScaler,
+    InnerSplits,
+    NestedGridSearch,
+    UnivariateScreen,
+)
+from brainscale.workflows.group.covariates import split_covariate_types
+from brainscale.workflows.group.models import (
+    BrainNetCNNClassifier,
+    BrainNetCNNRegressor,
+    TorchMLPClassifier,
+    TorchMLPRegressor,
+)
 from sklearn.base import clone
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
@@ -31,41 +59,13 @@ from sklearn.svm import LinearSVC, LinearSVR
 from tqdm.auto import tqdm
 
 from brainscale.errors import InputDataError
-from workflows.group.classify_combat import FoldComBat, float_values
-from workflows.group.classify_cv import (
-    nested_predictions,
-    outer_splits,
-    permute_within,
-    top_features,
-)
-from workflows.group.classify_metrics import (
-    ModelEvaluation,
-    bootstrap_ci,
-    classification_metrics,
-    permutation_p_value,
-    regression_metrics,
-)
-from workflows.group.classify_permutation import permuted_predictions
-from workflows.group.classify_search import (
-    ColumnScaler,
-    InnerSplits,
-    NestedGridSearch,
-    UnivariateScreen,
-)
-from workflows.group.covariates import split_covariate_types
-from workflows.group.models import (
-    BrainNetCNNClassifier,
-    BrainNetCNNRegressor,
-    TorchMLPClassifier,
-    TorchMLPRegressor,
-)
 
 CLASSIFIERS = ("logreg", "linsvm", "rf", "mlp", "brainnetcnn")
 REGRESSORS = ("ridge", "linsvr", "rf", "mlp", "brainnetcnn")
 #: Models preceded by univariate screening when there are more than ``max_features``.
 LINEAR_MODELS = ("logreg", "linsvm", "ridge", "linsvr")
 #: Default number of features a linear model keeps after screening (see
-#: :class:`~workflows.group.classify_search.UnivariateScreen`).
+#: :class:`~brainscale.workflows.group.classify_search.UnivariateScreen`).
 MAX_FEATURES = 5000
 
 
@@ -176,7 +176,7 @@ def site_predictability(
         Column of ``covars`` with the site.
     covariates, categorical, continuous : list of str
         Covariates protected by ComBat, typed as in
-        :func:`~workflows.group.covariates.split_covariate_types`.
+        :func:`~brainscale.workflows.group.covariates.split_covariate_types`.
     harmonize : bool
         Fit ComBat inside each training fold before predicting the site.
     seed : int
@@ -281,11 +281,11 @@ def evaluate_model(
     categorical, continuous : list of str, optional
         Explicit covariate types (added to ``covariates``). Untyped covariates are
         continuous when numeric; an integer column with few levels then warns
-        (:func:`~workflows.group.covariates.split_covariate_types`).
+        (:func:`~brainscale.workflows.group.covariates.split_covariate_types`).
     harmonize : bool
         Fit ComBat inside each training fold (needs ``site_col``).
     cv : "auto", "leave-site-out", int or splitter
-        Outer cross-validation (:func:`~workflows.group.classify_cv.outer_splits`):
+        Outer cross-validation (:func:`~brainscale.workflows.group.classify_cv.outer_splits`):
         ``"auto"`` leaves one site out with 3 or more sites, else 5 stratified folds;
         an integer: that many stratified shuffled folds (e.g. a published 10-fold
         protocol); a scikit-learn splitter gets the sites as ``groups``.
@@ -308,14 +308,15 @@ def evaluate_model(
     max_features : int or None
         Linear models (:data:`LINEAR_MODELS`) on more features than this keep the
         ``max_features`` with the largest univariate F statistic, chosen on the
-        training rows of each fold (:class:`~workflows.group.classify_search.UnivariateScreen`);
+        training rows of each fold
+        (:class:`~brainscale.workflows.group.classify_search.UnivariateScreen`);
         ``None`` keeps every feature.
     n_jobs : int
         Parallel workers (outer folds; -1: all cores).
     progress : bool or None
         Progress bar of the permutation test; ``None``: only on a terminal.
     permutation_method : {"shared", "loop"}
-        ``"shared"`` (:func:`~workflows.group.classify_permutation.permuted_predictions`)
+        ``"shared"`` (:func:`~brainscale.workflows.group.classify_permutation.permuted_predictions`)
         shares the label-free work across permutations; ``"loop"`` repeats the nested
         CV per permutation. Both give the same p-value.
 

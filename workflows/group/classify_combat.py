@@ -1,6 +1,6 @@
 """ComBat inside cross-validation folds, as a scikit-learn transformer.
 
-:class:`FoldComBat` fits ComBat (:class:`workflows.group.harmonize.ComBat`) on the
+:class:`FoldComBat` fits ComBat (:class:`brainscale.workflows.group.harmonize.ComBat`) on the
 training rows of a fold and harmonizes any rows afterwards, including those of a site
 that was not in the training rows (leave-site-out), which ComBat alone cannot do.
 """
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from brainscale.workflows.group.covariates import covariates_of
+from brainscale.workflows.group.harmonize import ComBat
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from brainscale.errors import InputDataError
-from workflows.group.covariates import covariates_of
-from workflows.group.harmonize import ComBat
 
 
 def float_values(table: pd.DataFrame) -> np.ndarray:
@@ -48,7 +48,7 @@ class FoldComBat(TransformerMixin, BaseEstimator):
     categorical_cols, continuous_cols : sequence of str
         Covariates whose effects ComBat protects. Never include the prediction target.
     eb, parametric, mean_only : bool
-        ComBat's options (see :class:`workflows.group.harmonize.ComBat`).
+        ComBat's options (see :class:`brainscale.workflows.group.harmonize.ComBat`).
 
     Examples
     --------

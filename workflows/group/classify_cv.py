@@ -1,4 +1,4 @@
-"""Cross-validation pieces of :func:`workflows.group.classify.evaluate_model`.
+"""Cross-validation pieces of :func:`brainscale.workflows.group.classify.evaluate_model`.
 
 - :func:`outer_splits` turns ``cv=`` (``"auto"``, ``"leave-site-out"``, an integer or a
   scikit-learn splitter) into the outer folds and their name;
@@ -13,13 +13,13 @@ import os
 
 import numpy as np
 import pandas as pd
+from brainscale.workflows.group.classify_search import subset_params
 from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.model_selection import KFold, LeaveOneGroupOut, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from brainscale.errors import InputDataError
-from workflows.group.classify_search import subset_params
 
 LEAVE_SITE_OUT = "leave-site-out"
 

@@ -1,6 +1,6 @@
 """Scores of out-of-fold predictions: metrics, bootstrap intervals, permutation p-values.
 
-Pure NumPy/scikit-learn functions used by :mod:`workflows.group.classify`; the metrics
+Pure NumPy/scikit-learn functions used by :mod:`brainscale.workflows.group.classify`; the metrics
 evaluated thousands of times inside the bootstrap are computed directly with NumPy
 (same values as scikit-learn's, without its input validation overhead).
 """

@@ -1,26 +1,26 @@
 """Permutation tests of nested cross-validation, with the label-free work shared.
 
-The p-value of :func:`workflows.group.classify.evaluate_model` comes from repeating
+The p-value of :func:`brainscale.workflows.group.classify.evaluate_model` comes from repeating
 the whole nested procedure (in-fold ComBat, univariate screening, inner model
 selection, refit) on label vectors permuted within sites. Done one permutation
 after another, that repeats work that does not depend on the labels: the ComBat fit
 of every outer and inner training set is the same for all permutations, because
 the outer splits are fixed and the inner splits leave sites out
-(:class:`~workflows.group.classify_search.InnerSplits`). :func:`permuted_predictions`
+(:class:`~brainscale.workflows.group.classify_search.InnerSplits`). :func:`permuted_predictions`
 therefore goes fold by fold and, inside a fold, over all label vectors at once:
 
 - ComBat is fitted once per (outer or inner) training set and shared by every vector;
 - the screening statistics of all vectors come from one batched pass
-  (:func:`~workflows.group.classify_search.f_statistics_many`);
+  (:func:`~brainscale.workflows.group.classify_search.f_statistics_many`);
 - folds run in parallel (``n_jobs`` joblib workers; the feature table is memory-mapped,
   not copied), with a progress bar on a terminal;
 - the scaling statistics of every column are computed once per training set and
   indexed with each vector's screened features
-  (:class:`~workflows.group.classify_search.ColumnScaler`);
+  (:class:`~brainscale.workflows.group.classify_search.ColumnScaler`);
 - only the model fits, which depend on each vector's selected features, run once per
   vector; the candidates of the inner grid are fitted along
   the regularization path with warm starts
-  (:func:`~workflows.group.classify_search.fit_candidates`, also used by the plain loop).
+  (:func:`~brainscale.workflows.group.classify_search.fit_candidates`, also used by the plain loop).
 
 Every step is the plain loop's, on the same rows with the same parameters, so the
 predictions, and hence the p-values, are those of the plain loop (tested). Memory:
@@ -31,15 +31,9 @@ of the feature table), plus the ``(n_vectors, n_features)`` statistics.
 from __future__ import annotations
 
 import numpy as np
-from joblib import Parallel, delayed
-from sklearn.base import clone
-from sklearn.metrics import get_scorer
-from sklearn.model_selection import ParameterGrid
-from tqdm.auto import tqdm
-
-from workflows.group.classify_combat import float_values
-from workflows.group.classify_cv import fold_workers
-from workflows.group.classify_search import (
+from brainscale.workflows.group.classify_combat import float_values
+from brainscale.workflows.group.classify_cv import fold_workers
+from brainscale.workflows.group.classify_search import (
     ColumnScaler,
     NestedGridSearch,
     column_statistics,
@@ -48,6 +42,11 @@ from workflows.group.classify_search import (
     subset_params,
     top_k_support,
 )
+from joblib import Parallel, delayed
+from sklearn.base import clone
+from sklearn.metrics import get_scorer
+from sklearn.model_selection import ParameterGrid
+from tqdm.auto import tqdm
 
 
 def _rows(X, index):
@@ -187,7 +186,8 @@ def permuted_predictions(
         Metadata for the pipeline steps (``covars=``).
     n_jobs : int
         Parallel workers (folds); -1: all cores. Fewer run when the memory available
-        cannot hold a fold per worker (:func:`~workflows.group.classify_cv.fold_workers`).
+        cannot hold a fold per worker
+        (:func:`~brainscale.workflows.group.classify_cv.fold_workers`).
     progress : bool or None
         Progress bar over folds; ``None``: only on a terminal.
 
@@ -201,8 +201,8 @@ def permuted_predictions(
     >>> import numpy as np
     >>> from sklearn.linear_model import LogisticRegression
     >>> from sklearn.model_selection import StratifiedKFold
-    >>> from workflows.group.classify import make_pipeline
-    >>> from workflows.group.classify_search import InnerSplits, NestedGridSearch
+    >>> from brainscale.workflows.group.classify import make_pipeline
+    >>> from brainscale.workflows.group.classify_search import InnerSplits, NestedGridSearch
     >>> rng = np.random.default_rng(0)
     >>> X, y = rng.normal(size=(40, 5)), np.tile([0, 1], 20)
     >>> search = NestedGridSearch(make_pipeline(LogisticRegression(), harmonizer=None),

@@ -238,7 +238,7 @@ class InnerSplits:
     hyperparameters are chosen for what the outer leave-site-out loop scores (a new
     site) and the folds do not depend on the labels: they are the same for every
     permuted label vector, which lets the permutation test share the in-fold ComBat
-    fits (:mod:`workflows.group.classify_permutation`). Otherwise the folds are
+    fits (:mod:`brainscale.workflows.group.classify_permutation`). Otherwise the folds are
     stratified (classification) or plain shuffled K-folds.
 
     Parameters
@@ -354,7 +354,7 @@ class NestedGridSearch(MetaEstimatorMixin, BaseEstimator):
             Group (site) of each row, passed to the inner splitter.
         **params
             Metadata routed to the pipeline steps (e.g. ``covars=`` for
-            :class:`~workflows.group.classify_combat.FoldComBat`); sample-aligned
+            :class:`~brainscale.workflows.group.classify_combat.FoldComBat`); sample-aligned
             values are subset with the rows of each inner fold.
         """
         y = np.asarray(y)
@@ -417,7 +417,7 @@ def subset_params(params: dict, index: np.ndarray, n_rows: int) -> dict:
     """Rows ``index`` of the sample-aligned values in ``params`` (others unchanged).
 
     A covariate table indexed by participant is subset by position only when it has
-    exactly one row per sample; :func:`~workflows.group.covariates.covariates_of`
+    exactly one row per sample; :func:`~brainscale.workflows.group.covariates.covariates_of`
     looks rows up by label otherwise.
     """
     return {

@@ -1,6 +1,6 @@
 """Saving and reading fitted ComBat models (``.npz``: fitted arrays plus JSON metadata).
 
-The file written by :meth:`workflows.group.harmonize.ComBat.save` holds the arrays of
+The file written by :meth:`brainscale.workflows.group.harmonize.ComBat.save` holds the arrays of
 :data:`FITTED_ARRAYS` and a ``metadata`` JSON string (format and version, the
 estimator's parameters, batch and covariate levels, feature names). It is written
 atomically, so concurrent writers of one model leave one complete file.
@@ -43,7 +43,7 @@ def write_combat_model(model: Any, path: str | Path) -> Path:
 
     Parameters
     ----------
-    model : workflows.group.harmonize.ComBat
+    model : brainscale.workflows.group.harmonize.ComBat
         A fitted estimator.
     path : str or Path
         Output file; ``.npz`` is appended when missing.

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from brainscale.workflows.func import decoding_models
+from brainscale.workflows.func.decoding import Patterns, concat_patterns, time_respecting_folds
+from brainscale.workflows.group.collect import parse_entities
 
 from brainscale.writers import write_tsv
-from workflows.func import decoding_models
-from workflows.func.decoding import Patterns, concat_patterns, time_respecting_folds
-from workflows.group.collect import parse_entities
 
 MAX_GROUP_FOLDS = 10
 """Cohorts of more participants (or sites) leave groups out 10-fold, not one at a time."""

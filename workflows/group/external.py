@@ -41,9 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from brainscale.errors import InputDataError
-from workflows.group.collect import (
+from brainscale.workflows.group.collect import (
     KEY_COLUMNS,
     NO_SESSION,
     Connectomes,
@@ -51,6 +49,8 @@ from workflows.group.collect import (
     connectomes_from_matrices,
     parse_entities,
 )
+
+from brainscale.errors import InputDataError
 
 _ATLAS_KEYS = ("atlas", "seg")
 _MEAS_KEYS = ("meas", "stat", "measure")

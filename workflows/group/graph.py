@@ -3,9 +3,9 @@ r"""Graph metrics of functional and structural connectomes.
 :func:`graph_metrics` prepares one connectivity matrix (negative weights, diagonal,
 threshold, weighted or binary) and returns its global metrics (a mapping) and nodal
 metrics (a DataFrame, one row per node). The measures are those of the Brain
-Connectivity Toolbox (bctpy), vectorized (see :mod:`workflows.group.graph_measures`,
-:mod:`workflows.group.graph_paths`, :mod:`workflows.group.graph_communities`,
-:mod:`workflows.group.graph_random`).
+Connectivity Toolbox (bctpy), vectorized (see :mod:`brainscale.workflows.group.graph_measures`,
+:mod:`brainscale.workflows.group.graph_paths`, :mod:`brainscale.workflows.group.graph_communities`,
+:mod:`brainscale.workflows.group.graph_random`).
 
 Cost on one core, 400 regions at 15 % density: about 75 ms per connectome without
 small-worldness (local efficiency, then the all-pairs shortest paths, dominate),
@@ -28,14 +28,11 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
-
-from brainscale.errors import InputDataError
-from workflows.group.graph_communities import (
+from brainscale.workflows.group.graph_communities import (
     louvain_communities,
     participation_coefficient,
 )
-from workflows.group.graph_measures import (
+from brainscale.workflows.group.graph_measures import (
     clustering_coefficient,
     connection_lengths,
     degree,
@@ -45,7 +42,10 @@ from workflows.group.graph_measures import (
     shortest_path_lengths,
     strength,
 )
-from workflows.group.graph_random import small_worldness
+from brainscale.workflows.group.graph_random import small_worldness
+from joblib import Parallel, delayed
+
+from brainscale.errors import InputDataError
 
 ThresholdMode = Literal["proportional", "absolute"]
 NegativeWeights = Literal["zero", "absolute"]
@@ -223,7 +223,7 @@ def graph_metrics(
         ``global_metrics``: n_nodes, n_edges, density, mean_degree, mean_strength,
         clustering, characteristic_path_length, global_efficiency, local_efficiency,
         modularity, n_modules and the small-world values of
-        :func:`~workflows.group.graph_random.small_worldness`;
+        :func:`~brainscale.workflows.group.graph_random.small_worldness`;
         ``nodal_metrics``: degree, strength, clustering, local_efficiency, module and
         participation per node.
 

@@ -3,7 +3,7 @@
 Every function takes a symmetric ``(n, n)`` NumPy array with a zero diagonal, where
 0 means "no edge", and returns the same values as the bctpy function named in its
 docstring (Rubinov & Sporns 2010), computed with matrix products and the batched
-shortest-path routines of :mod:`workflows.group.graph_paths` instead of per-node
+shortest-path routines of :mod:`brainscale.workflows.group.graph_paths` instead of per-node
 Python loops. Weighted measures
 expect weights in ``[0, 1]`` (see :func:`normalize_weights`), as the BCT does.
 
@@ -21,8 +21,7 @@ undirected graphs. Neural Comput 29:313-331.
 from __future__ import annotations
 
 import numpy as np
-
-from workflows.group.graph_paths import neighbourhood_efficiency, shortest_path_lengths
+from brainscale.workflows.group.graph_paths import neighbourhood_efficiency, shortest_path_lengths
 
 
 def normalize_weights(matrix: np.ndarray) -> np.ndarray:
@@ -134,7 +133,7 @@ def path_length_and_efficiency(distances: np.ndarray) -> tuple[float, float]:
     Parameters
     ----------
     distances : ndarray, shape (n, n)
-        Output of :func:`~workflows.group.graph_paths.shortest_path_lengths`.
+        Output of :func:`~brainscale.workflows.group.graph_paths.shortest_path_lengths`.
 
     Returns
     -------

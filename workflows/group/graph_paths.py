@@ -10,7 +10,7 @@ stacked by size and solved together, which removes a Python loop over nodes.
 
 Precision: hop counts (binary graphs) are small integers, exact in single precision;
 weighted lengths use double precision unless the caller asks for single precision
-(relative error below ``hops * 6e-8``), which :mod:`workflows.group.graph_random` does
+(relative error below ``hops * 6e-8``), which :mod:`brainscale.workflows.group.graph_random` does
 for random reference networks, whose Monte Carlo error is far larger.
 """
 
@@ -55,7 +55,7 @@ def shortest_path_lengths(lengths: np.ndarray, *, single_precision: bool = False
     ----------
     lengths : ndarray, shape (n, n)
         Symmetric edge lengths, 0 where there is no edge (see
-        :func:`workflows.group.graph_measures.connection_lengths`).
+        :func:`brainscale.workflows.group.graph_measures.connection_lengths`).
     single_precision : bool
         Compute in float32 (about twice as fast; relative error below
         ``hops * 6e-8``). Integer lengths (binary graphs) always use float32,

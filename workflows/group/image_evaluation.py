@@ -1,16 +1,16 @@
 """Nested, site-aware cross-validation of the image models, and their group outputs.
 
-:func:`evaluate_image_model` scores an SFCN or ViT (:mod:`workflows.group.image_models`)
-with the outer splits, inner search and metrics of :mod:`workflows.group.classify`
+:func:`evaluate_image_model` scores an SFCN or ViT (:mod:`brainscale.workflows.group.image_models`)
+with the outer splits, inner search and metrics of :mod:`brainscale.workflows.group.classify`
 (leave-one-site-out with 3 or more sites). Harmonization is fitted on the training rows
-of each fold only: ``"combat"`` runs :class:`~workflows.group.classify_combat.FoldComBat`
+of each fold only: ``"combat"`` runs :class:`~brainscale.workflows.group.classify_combat.FoldComBat`
 on the voxels (the values must fit in RAM); ``"intensity"`` z-scores each image inside
 the mask (nothing is learnt, so nothing can leak) and reads mini-batches straight from
 the memory map. The final model, refitted on every row, gives the saliency maps
-(:mod:`workflows.group.saliency`).
+(:mod:`brainscale.workflows.group.saliency`).
 
 :func:`run_image_models` is the group level's hook: it gathers each requested kind of
-MNI-space map (:mod:`workflows.group.voxel_inputs`) and writes, under ``group/``::
+MNI-space map (:mod:`brainscale.workflows.group.voxel_inputs`) and writes, under ``group/``::
 
     voxels/<kind>.npy (+ _mask.nii.gz, _rows.tsv, .json)     the memory-mapped inputs
     image_models/<kind>_model-<m>_{metrics,predictions,confusion,roc}.tsv
@@ -27,26 +27,31 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from brainscale.workflows.group.classify import infer_task
+from brainscale.workflows.group.classify_combat import FoldComBat
+from brainscale.workflows.group.classify_cv import nested_predictions, outer_splits
+from brainscale.workflows.group.classify_metrics import classification_metrics, regression_metrics
+from brainscale.workflows.group.classify_search import InnerSplits, NestedGridSearch, routing
+from brainscale.workflows.group.image_models import IMAGE_MODELS, save_image_model
+from brainscale.workflows.group.report import ClassifierSummary, plot_evaluation
+from brainscale.workflows.group.saliency import (
+    attention_rollout,
+    gradient_x_input,
+    plot_maps,
+    write_stat_map,
+)
+from brainscale.workflows.group.voxel_inputs import (
+    VoxelData,
+    find_voxel_maps,
+    gather_voxel_maps,
+    parse_voxel_kind,
+)
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 from brainscale.errors import InputDataError
 from brainscale.resources import TEMPLATE_SPACE
 from brainscale.writers import write_tsv
-from workflows.group.classify import infer_task
-from workflows.group.classify_combat import FoldComBat
-from workflows.group.classify_cv import nested_predictions, outer_splits
-from workflows.group.classify_metrics import classification_metrics, regression_metrics
-from workflows.group.classify_search import InnerSplits, NestedGridSearch, routing
-from workflows.group.image_models import IMAGE_MODELS, save_image_model
-from workflows.group.report import ClassifierSummary, plot_evaluation
-from workflows.group.saliency import attention_rollout, gradient_x_input, plot_maps, write_stat_map
-from workflows.group.voxel_inputs import (
-    VoxelData,
-    find_voxel_maps,
-    gather_voxel_maps,
-    parse_voxel_kind,
-)
 
 HARMONIZATIONS = ("combat", "intensity", "none")
 #: Largest voxel matrix (GB of float32) that ``harmonize="combat"`` loads into RAM.
@@ -240,13 +245,13 @@ def run_image_models(output_dir: Path, covars: pd.DataFrame, target: str, *,
     target : str
         Column of ``covars`` to predict.
     voxel_inputs : sequence of str
-        Kinds of maps (:func:`~workflows.group.voxel_inputs.parse_voxel_kind`).
+        Kinds of maps (:func:`~brainscale.workflows.group.voxel_inputs.parse_voxel_kind`).
     models : sequence of {"sfcn", "vit"}
         Architectures.
     site_col, covariates, harmonize, seed, device
         As in :func:`evaluate_image_model`.
     downsample, mask
-        As in :func:`~workflows.group.voxel_inputs.gather_voxel_maps`.
+        As in :func:`~brainscale.workflows.group.voxel_inputs.gather_voxel_maps`.
     params : dict, optional
         Estimator parameters per model name (``{"sfcn": {"epochs": 30}}``).
     notes : list of str

@@ -1,10 +1,11 @@
 """Deep models on brain maps: a 3D CNN (SFCN) and a 3D vision transformer, as estimators.
 
-Both read the in-mask voxels of one map per row (:class:`~workflows.group.voxel_inputs.VoxelData`)
+Both read the in-mask voxels of one map per row
+(:class:`~brainscale.workflows.group.voxel_inputs.VoxelData`)
 and put them back on the mask's bounding box, so that a feature table of voxels flows
 through the same scikit-learn pipelines and nested, site-aware cross-validation as the
 other group models (ComBat is fitted on the training rows of each fold,
-:class:`~workflows.group.classify_combat.FoldComBat`). With a memory-mapped cohort the
+:class:`~brainscale.workflows.group.classify_combat.FoldComBat`). With a memory-mapped cohort the
 rows ``X`` are pointers (``voxel_row``) into ``source.values`` and mini-batches are read
 from disk, so that no fold copies the images into RAM.
 
@@ -31,15 +32,14 @@ import math
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import train_test_split
-from torch import nn
-
-from workflows.group.models import (
+from brainscale.workflows.group.models import (
     _TorchClassifier,
     _TorchEstimator,
     _TorchRegressor,
     resolve_device,
 )
+from sklearn.model_selection import train_test_split
+from torch import nn
 
 #: Rows whose voxels are standardized together when the training statistics are computed.
 STATS_BLOCK_ROWS = 256
@@ -372,7 +372,8 @@ class SFCNClassifier(_SFCNParams, _ImageEstimator, _TorchClassifier):
     standardize : bool
         Standardize every voxel with the training rows' mean and standard deviation.
     device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda[:N]"`` (:func:`~workflows.group.models.resolve_device`).
+        ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``
+        (:func:`~brainscale.workflows.group.models.resolve_device`).
     mixed_precision : {"auto", True, False}
         float16 autocast with gradient scaling; ``"auto"``: on CUDA only.
     seed : int

@@ -1,8 +1,8 @@
 """Inputs of the group level: participants table, derivatives, covariate types, head size.
 
-Pure table functions used by :func:`workflows.group.run.run_group`: read
+Pure table functions used by :func:`brainscale.workflows.group.run.run_group`: read
 participants.tsv, gather BrainScale's derivatives and the ``--derivatives`` folders
-into one :class:`~workflows.group.collect.GroupData`, type the covariates (warnings
+into one :class:`~brainscale.workflows.group.collect.GroupData`, type the covariates (warnings
 become report notes) and add the head-size covariate of morphometry.
 """
 
@@ -13,13 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from brainscale.workflows.group.classify import CLASSIFIERS, REGRESSORS
+from brainscale.workflows.group.collect import (
+    KEY_COLUMNS,
+    NO_SESSION,
+    GroupData,
+    collect_group_data,
+)
+from brainscale.workflows.group.covariates import split_covariate_types
+from brainscale.workflows.group.external import merge_group_data, read_external_derivatives
+from brainscale.workflows.group.phenotype import head_size_covariate
 
 from brainscale.errors import InputDataError, NoInputError, UsageError
-from workflows.group.classify import CLASSIFIERS, REGRESSORS
-from workflows.group.collect import KEY_COLUMNS, NO_SESSION, GroupData, collect_group_data
-from workflows.group.covariates import split_covariate_types
-from workflows.group.external import merge_group_data, read_external_derivatives
-from workflows.group.phenotype import head_size_covariate
 
 
 def read_participants(path: Path) -> pd.DataFrame:

@@ -3,7 +3,7 @@
 Both models take the same tidy feature rows as the scikit-learn baselines (one row
 per participant). BrainNetCNN (Kawahara et al., 2017, NeuroImage 146:1038-1049)
 reads its rows as the upper triangle of a connectome (``i < j`` in row-major
-order, the layout of :func:`workflows.group.collect.upper_triangle`) and rebuilds
+order, the layout of :func:`brainscale.workflows.group.collect.upper_triangle`) and rebuilds
 the symmetric matrix inside the network, so that ComBat and scaling can run on
 edges before it inside a :class:`sklearn.pipeline.Pipeline`.
 

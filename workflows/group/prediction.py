@@ -1,7 +1,7 @@
 """Prediction of a phenotype column from every feature set (the group level's last step).
 
 :func:`predict_target` runs the nested cross-validation of every model on every
-feature set (:func:`~workflows.group.classify.evaluate_model`) and writes under
+feature set (:func:`~brainscale.workflows.group.classify.evaluate_model`) and writes under
 ``group/``::
 
     prediction/<set>_model-<m>_*.tsv         metrics, predictions, confusion, ROC,
@@ -16,19 +16,19 @@ from pathlib import Path
 
 import joblib
 import pandas as pd
-
-from brainscale.derivatives import atomic_write
-from brainscale.writers import write_tsv
-from workflows.group.classify import (
+from brainscale.workflows.group.classify import (
     CLASSIFIERS,
     REGRESSORS,
     ModelEvaluation,
     evaluate_model,
     infer_task,
 )
-from workflows.group.inputs import finite_rows, split_covariates, with_head_size
-from workflows.group.models import save_torch_model
-from workflows.group.report import ClassifierSummary, plot_evaluation
+from brainscale.workflows.group.inputs import finite_rows, split_covariates, with_head_size
+from brainscale.workflows.group.models import save_torch_model
+from brainscale.workflows.group.report import ClassifierSummary, plot_evaluation
+
+from brainscale.derivatives import atomic_write
+from brainscale.writers import write_tsv
 
 TORCH_MODELS = ("mlp", "brainnetcnn")
 """Models written with torch (``.pt`` beside the ``.joblib``); no permutation test."""
@@ -97,7 +97,7 @@ def predict_target(
     models : sequence of str or None
         ``--models`` (None: :data:`DEFAULT_MODELS` of the task).
     seed, n_permutations, device
-        As in :func:`~workflows.group.classify.evaluate_model`.
+        As in :func:`~brainscale.workflows.group.classify.evaluate_model`.
     group_dir : pathlib.Path
         ``output_dir/group``.
     notes : list of str

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from brainscale.workflows.group.collect import KEY_COLUMNS, NO_SESSION, confounds_qc, parse_entities
 
 from brainscale.errors import InputDataError, UsageError
-from workflows.group.collect import KEY_COLUMNS, NO_SESSION, confounds_qc, parse_entities
 
 HIGH, LOW, BOTH = "high", "low", "both"
 """Which side of a metric is bad: ``HIGH`` (large values are bad), ``LOW``, ``BOTH``."""
@@ -264,7 +264,7 @@ def _drop_rows(keys: pd.DataFrame, excluded: set) -> np.ndarray:
 
 
 def apply_exclusions(data, exclusions: pd.DataFrame):
-    """Return a copy of :class:`~workflows.group.collect.GroupData` without the exclusions.
+    """Return a copy of a :class:`~brainscale.workflows.group.collect.GroupData` less exclusions.
 
     An excluded T1w removes its participant-session from the ``anat_*`` tables, an
     excluded BOLD run from the functional connectomes of its task, an excluded DWI

@@ -1,7 +1,7 @@
 """The QC dashboard of the group report: per-metric plots by site, outliers marked and linked.
 
 Each modality gets one SVG (``group/figures/qc_<modality>.svg``) with a strip plot per
-metric of :data:`workflows.group.qc.QC_METRICS`, one column of points per site; flagged
+metric of :data:`brainscale.workflows.group.qc.QC_METRICS`, one column of points per site; flagged
 values are red crosses, excluded images are circled. Every point links to its
 participant's report (``../sub-<label>.html``); the SVG is inlined in ``group.html`` so
 that the links work.
@@ -19,8 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-
-from workflows.group.qc import QC_METRICS, QCResult, metrics_of  # noqa: E402
+from brainscale.workflows.group.qc import QC_METRICS, QCResult, metrics_of  # noqa: E402
 
 TITLES = {"anat": "T1w", "func": "BOLD", "dwi": "DWI"}
 

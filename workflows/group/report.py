@@ -211,10 +211,10 @@ def render_group_report(
         Messages for the reader (skipped steps, dropped participants).
     qc_dashboard : str
         HTML of the quality-control section
-        (:func:`workflows.group.qc_dashboard.render_qc_dashboard`).
+        (:func:`brainscale.workflows.group.qc_dashboard.render_qc_dashboard`).
     brain_states : str
         HTML of the decoding and connectivity-states section
-        (:func:`workflows.group.states.render_brain_states`).
+        (:func:`brainscale.workflows.group.states.render_brain_states`).
 
     Returns
     -------

@@ -11,7 +11,7 @@ phenotype of ``participants.tsv`` and writes under ``output_dir/group/``::
     graph/<connectome>_global.tsv            global graph metrics per participant
     graph/<connectome>_nodal.tsv             nodal graph metrics (participant x node)
     prediction/, models/<set>_model-<m>.*    prediction of the target
-                                             (:mod:`workflows.group.prediction`)
+                                             (:mod:`brainscale.workflows.group.prediction`)
     figures/*.svg, group.html                the group report
 """
 
@@ -21,16 +21,13 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
-
-from brainscale.errors import InputDataError
-from brainscale.writers import write_tsv
-from workflows.group.classify import infer_task, site_predictability
-from workflows.group.collect import KEY_COLUMNS
-from workflows.group.decoding import group_decoding, sites_of
-from workflows.group.graph import graph_metrics_table
-from workflows.group.harmonize import ComBat
-from workflows.group.image_evaluation import run_image_models
-from workflows.group.inputs import (
+from brainscale.workflows.group.classify import infer_task, site_predictability
+from brainscale.workflows.group.collect import KEY_COLUMNS
+from brainscale.workflows.group.decoding import group_decoding, sites_of
+from brainscale.workflows.group.graph import graph_metrics_table
+from brainscale.workflows.group.harmonize import ComBat
+from brainscale.workflows.group.image_evaluation import run_image_models
+from brainscale.workflows.group.inputs import (
     add_head_size,
     check_models,
     collect_inputs,
@@ -40,20 +37,23 @@ from workflows.group.inputs import (
     split_covariates,
     with_head_size,
 )
-from workflows.group.phenotype import (
+from brainscale.workflows.group.phenotype import (
     read_participants_json,
     resolve_columns,
 )
-from workflows.group.prediction import predict_target
-from workflows.group.qc import apply_exclusions, run_qc
-from workflows.group.qc_dashboard import render_qc_dashboard
-from workflows.group.report import (
+from brainscale.workflows.group.prediction import predict_target
+from brainscale.workflows.group.qc import apply_exclusions, run_qc
+from brainscale.workflows.group.qc_dashboard import render_qc_dashboard
+from brainscale.workflows.group.report import (
     SiteEffect,
     plot_graph_metrics,
     plot_pca_by_site,
     render_group_report,
 )
-from workflows.group.states import dynamic_state_features, render_brain_states
+from brainscale.workflows.group.states import dynamic_state_features, render_brain_states
+
+from brainscale.errors import InputDataError
+from brainscale.writers import write_tsv
 
 #: The default phenotype columns: roles found through aliases, skipped with a note if absent.
 DEFAULT_COLUMNS = {"harmonize_by": "site", "covariates": ("age", "sex"), "target": "diagnosis"}
@@ -212,16 +212,16 @@ def run_group(
         Which of ``"harmonize_by"``, ``"covariates"``, ``"target"`` the user gave (a value
         other than :data:`DEFAULT_COLUMNS`' always counts as given). The others are
         defaults, found through column aliases and participants.json
-        (:func:`~workflows.group.phenotype.resolve_columns`) and skipped with a note when
+        (:func:`~brainscale.workflows.group.phenotype.resolve_columns`) and skipped with a note when
         absent; an explicit column that is absent raises ``UsageError`` (exit 64).
     derivatives : mapping of str to pathlib.Path, optional
         Other pipelines' derivatives (``--derivatives NAME=PATH``), read by
-        :func:`~workflows.group.external.read_external_derivatives`.
+        :func:`~brainscale.workflows.group.external.read_external_derivatives`.
     progress : bool or None
         Progress bars of the permutation tests (``None``: on a terminal only).
     voxel_inputs : sequence of str
         Kinds of MNI-space maps for the image models (``--voxel-inputs``, e.g. ``gm``,
-        ``zmap:desc=faces``; see :data:`~workflows.group.voxel_inputs.VOXEL_KINDS`);
+        ``zmap:desc=faces``; see :data:`~brainscale.workflows.group.voxel_inputs.VOXEL_KINDS`);
         empty: no image model is trained.
     image_models : sequence of {"sfcn", "vit"}
         Image models trained on each kind of map (``--image-models``).
@@ -229,11 +229,11 @@ def run_group(
         Block-average factor of the maps (2: 2 mm -> 4 mm).
     dfc_states, dfc_window, dfc_step : int, float, float
         Dynamic connectivity states (k; 0 skips), sliding-window length and step (s)
-        (:mod:`workflows.group.states`).
+        (:mod:`brainscale.workflows.group.states`).
 
     qc_exclude : str or pathlib.Path
         ``--qc-exclude``: ``auto``, ``none`` or a TSV of exclusions
-        (:func:`~workflows.group.qc.decide_exclusions`); every group analysis runs on the
+        (:func:`~brainscale.workflows.group.qc.decide_exclusions`); every group analysis runs on the
         images it keeps.
 
     Returns

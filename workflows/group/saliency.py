@@ -11,7 +11,7 @@
   (Abnar & Zuidema, 2020, ACL), spread over each patch's voxels.
 
 Every map is a vector with one value per in-mask voxel (the columns of ``X``), put
-back on the MNI grid with :meth:`~workflows.group.voxel_inputs.VoxelData.to_image`.
+back on the MNI grid with :meth:`~brainscale.workflows.group.voxel_inputs.VoxelData.to_image`.
 The "decision" is the logit difference (class 1 minus class 0) of a binary classifier,
 the logit of the predicted class of a multi-class one, and the output of a regressor.
 """
@@ -64,7 +64,7 @@ def gradient_x_input(estimator, X, y=None) -> tuple[np.ndarray | None, np.ndarra
     Parameters
     ----------
     estimator : fitted SFCN or ViT estimator
-        :mod:`workflows.group.image_models`.
+        :mod:`brainscale.workflows.group.image_models`.
     X : array, DataFrame or voxel_row pointers
         Rows the model accepts (already harmonized when a pipeline harmonizes).
     y : array-like, optional

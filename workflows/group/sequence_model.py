@@ -5,7 +5,7 @@ trial or block onset, where the linear baselines see one pattern per sample. It 
 scikit-learn's conventions (fit/predict on flat rows), so it runs in the same
 cross-validation folds as the linear models; rows are windows flattened time-major,
 ``(n_samples, n_timepoints * n_parcels)``. Training is the seeded Adam loop of
-:mod:`workflows.group.models` (CUDA when present; CPU and CUDA agree to floating-point
+:mod:`brainscale.workflows.group.models` (CUDA when present; CPU and CUDA agree to floating-point
 tolerance because there is no dropout and the mini-batch order is seeded).
 
 The architecture is a temporal convolutional network (Bai, Kolter & Koltun 2018, without
@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from brainscale.workflows.group.models import _TorchClassifier
 from torch import nn
-
-from workflows.group.models import _TorchClassifier
 
 
 class TemporalConvNetwork(nn.Module):

@@ -2,7 +2,7 @@
 
 Reads every participant's denoised parcel time series
 (``func/*_atlas-<A>_timeseries.tsv``; censored volumes are ``n/a``), computes tapered
-sliding-window correlations (:mod:`workflows.func.dynamic_connectivity`), clusters the
+sliding-window correlations (:mod:`brainscale.workflows.func.dynamic_connectivity`), clusters the
 windows of the whole cohort into k states per task and atlas, and writes under
 ``group/states/``::
 
@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from brainscale.workflows.func import dynamic_connectivity as dfc
+from brainscale.workflows.group.collect import KEY_COLUMNS, NO_SESSION, parse_entities
 
 from brainscale.errors import InputDataError
 from brainscale.writers import write_text, write_tsv
-from workflows.func import dynamic_connectivity as dfc
-from workflows.group.collect import KEY_COLUMNS, NO_SESSION, parse_entities
 
 _PREFIX = re.compile(r"^(.*?)_atlas-")
 
@@ -115,7 +115,7 @@ def cohort_states(
     runs : list of StateRun
         One task and atlas.
     n_states, window_s, step_s, taper_sigma_s, seed
-        See :mod:`workflows.func.dynamic_connectivity`.
+        See :mod:`brainscale.workflows.func.dynamic_connectivity`.
     notes : list of str, optional
         Receives a line per run left out (too short).
 
@@ -164,8 +164,8 @@ def write_states(group_dir: Path, *, task: str, atlas: str, regions: list[str],
                  model: dfc.StateModel, runs: list[StateRun], centres: list[np.ndarray],
                  table: pd.DataFrame, parameters: dict) -> dict[str, Path]:
     """Write the centroids, the metrics table, the state sequences and the figure."""
-    from workflows.func.connectivity import relmat_frame
-    from workflows.func.figures_decoding import plot_state_centroids
+    from brainscale.workflows.func.connectivity import relmat_frame
+    from brainscale.workflows.func.figures_decoding import plot_state_centroids
 
     states_dir = Path(group_dir) / "states"
     stem = f"task-{task}_atlas-{atlas}"

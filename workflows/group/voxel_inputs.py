@@ -24,13 +24,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from brainscale.workflows.group.collect import KEY_COLUMNS, NO_SESSION, parse_entities
 from scipy.ndimage import gaussian_filter
 
 from brainscale.derivatives import atomic_write, write_json
 from brainscale.errors import InputDataError
 from brainscale.resources import TEMPLATE_SPACE, get_template_mask
 from brainscale.writers import save_nifti
-from workflows.group.collect import KEY_COLUMNS, NO_SESSION, parse_entities
 
 #: Kinds of MNI-space maps: name -> (datatype, suffix, required entities).
 VOXEL_KINDS: dict[str, tuple[str, str, dict[str, str]]] = {

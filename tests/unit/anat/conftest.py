@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from workflows.anat.workflow import init_anat_wf
+from brainscale.workflows.anat.workflow import init_anat_wf
 
 
 @pytest.fixture(scope="session")

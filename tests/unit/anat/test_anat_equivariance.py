@@ -12,18 +12,17 @@ is known exactly:
 import nibabel as nib
 import numpy as np
 import pytest
-
-from workflows.anat.bias import correct_bias_field
-from workflows.anat.brain_extraction import detect_skull_stripped
-from workflows.anat.conform import conform_t1w
-from workflows.anat.images import voxel_volume
-from workflows.anat.interfaces import embedded_template
-from workflows.anat.normalization import (
+from brainscale.workflows.anat.bias import correct_bias_field
+from brainscale.workflows.anat.brain_extraction import detect_skull_stripped
+from brainscale.workflows.anat.conform import conform_t1w
+from brainscale.workflows.anat.images import voxel_volume
+from brainscale.workflows.anat.interfaces import embedded_template
+from brainscale.workflows.anat.normalization import (
     estimated_intracranial_volume,
     normalize_to_template,
     syn_resolution,
 )
-from workflows.anat.prior_segmentation import segment_with_template_priors
+from brainscale.workflows.anat.prior_segmentation import segment_with_template_priors
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 

@@ -10,9 +10,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
-from workflows.anat.interfaces import embedded_template
-from workflows.anat.normalization import apply_displacement
+from brainscale.workflows.anat.interfaces import embedded_template
+from brainscale.workflows.anat.normalization import apply_displacement
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 

@@ -1,9 +1,9 @@
 import nibabel as nib
 import numpy as np
 import pytest
+from brainscale.workflows.anat.conform import conform_t1w, obliquity_degrees, select_reference_t1w
 
 from brainscale.errors import InputDataError
-from workflows.anat.conform import conform_t1w, obliquity_degrees, select_reference_t1w
 
 
 def _img(data, affine=None):
@@ -62,7 +62,7 @@ def test_reference_t1w_is_the_highest_resolution():
 
 
 def test_an_empty_file_is_an_input_data_error_naming_it(tmp_path):
-    from workflows.anat.conform import load_t1w
+    from brainscale.workflows.anat.conform import load_t1w
 
     empty = tmp_path / "sub-01_T1w.nii.gz"
     empty.touch()

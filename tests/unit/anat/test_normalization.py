@@ -8,10 +8,8 @@ import nibabel as nib
 import nibabel.processing
 import numpy as np
 import pytest
-
-from brainscale.resources import get_template, get_template_mask, get_template_probseg
-from workflows.anat.images import TemplateImages, to_ants, to_nibabel
-from workflows.anat.normalization import (
+from brainscale.workflows.anat.images import TemplateImages, to_ants, to_nibabel
+from brainscale.workflows.anat.normalization import (
     affine_matrix,
     apply_displacement,
     displacement_ras,
@@ -19,6 +17,8 @@ from workflows.anat.normalization import (
     normalize_to_template,
     register_brain_to_template,
 )
+
+from brainscale.resources import get_template, get_template_mask, get_template_probseg
 
 
 def _known_affine(scale: float = 1.08):
@@ -133,9 +133,8 @@ def test_full_head_normalization_recovers_a_known_affine(tmp_path, scale):
     scales (a single start at the template's size stopped in a wrong optimum on a
     real head stored 10 % smaller).
     """
+    from brainscale.workflows.anat.brain_extraction import pseudo_head_template
     from scipy import ndimage
-
-    from workflows.anat.brain_extraction import pseudo_head_template
 
     template = _template_images(2.0)
     head = pseudo_head_template(template)
@@ -160,7 +159,7 @@ def test_full_head_normalization_recovers_a_known_affine(tmp_path, scale):
 
 def test_scaled_transform_scales_template_points_about_the_centre(tmp_path):
     """``scaled_transform`` composes a known rigid map with a known scaling."""
-    from workflows.anat.brain_extraction import scaled_transform, write_translation
+    from brainscale.workflows.anat.brain_extraction import scaled_transform, write_translation
 
     shift = np.array([5.0, -2.0, 7.0])
     rigid = write_translation(shift, str(tmp_path / "t.mat"))
@@ -179,8 +178,8 @@ def test_shared_templates_cannot_be_changed_in_place():
     affine stage then met a skull in the "skull-stripped" template, and shrank the
     template brain into the subject's (eTIV 0.63 of the truth on 2 of 4 demo heads).
     """
-    from workflows.anat.brain_extraction import pseudo_head_template
-    from workflows.anat.interfaces import embedded_template
+    from brainscale.workflows.anat.brain_extraction import pseudo_head_template
+    from brainscale.workflows.anat.interfaces import embedded_template
 
     template = embedded_template(2)
     before = np.array(template.t1w.dataobj)

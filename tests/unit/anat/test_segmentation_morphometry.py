@@ -1,9 +1,8 @@
 import numpy as np
 import pandas as pd
 import pytest
-
-from workflows.anat.morphometry import global_measures, regional_measures
-from workflows.anat.segmentation import classify_tissues, discrete_segmentation
+from brainscale.workflows.anat.morphometry import global_measures, regional_measures
+from brainscale.workflows.anat.segmentation import classify_tissues, discrete_segmentation
 
 
 def _spheres(shape=(40, 40, 40), scale=1.0, voxel=1.0):

@@ -7,8 +7,7 @@ and the same brain stripped by a provider (background exactly 0, no scalp or sku
 import nibabel as nib
 import numpy as np
 import pytest
-
-from workflows.anat.brain_extraction import (
+from brainscale.workflows.anat.brain_extraction import (
     detect_skull_stripped,
     skull_stripped_status,
     stripped_brain_mask,
@@ -64,7 +63,7 @@ def test_the_sidecar_field_wins_over_the_image():
 @pytest.mark.slow
 def test_real_inputs_are_classified(shared_data):
     """ds002748 was stripped by its providers; ds-real-mini holds full heads."""
-    from workflows.anat.conform import conform_t1w
+    from brainscale.workflows.anat.conform import conform_t1w
 
     cases = {p: True for p in sorted((shared_data / "ds002748-mini").glob("sub-*/anat/*_T1w.nii.gz"))}
     cases.update({p: False for p in sorted((shared_data / "ds-real-mini").glob(

@@ -8,10 +8,14 @@ the Laplace streamlines reached their 6 mm cap on a fifth of the cortex.
 import nibabel as nib
 import numpy as np
 import pytest
-
-from workflows.anat import surfaces
-from workflows.anat.surface_interfaces import load_shape, load_surface, save_shape, save_surface
-from workflows.anat.surface_thickness import (
+from brainscale.workflows.anat import surfaces
+from brainscale.workflows.anat.surface_interfaces import (
+    load_shape,
+    load_surface,
+    save_shape,
+    save_surface,
+)
+from brainscale.workflows.anat.surface_thickness import (
     global_surface_measures,
     reconstruct_cortex,
     regional_surface_measures,

@@ -5,9 +5,8 @@ import math
 import nibabel as nib
 import numpy as np
 import pytest
+from brainscale.workflows.anat import iqms
 from scipy import ndimage
-
-from workflows.anat import iqms
 
 SHAPE = (64, 64, 64)
 INTENSITY = {"scalp": 300.0, "csf": 100.0, "gm": 400.0, "wm": 600.0}
@@ -91,7 +90,7 @@ def test_fwhm_of_smoothed_white_noise():
 
 
 def test_inu_range_rises_with_a_stronger_bias_field():
-    from workflows.anat.bias import correct_bias_field
+    from brainscale.workflows.anat.bias import correct_bias_field
 
     x = (np.indices(SHAPE)[0] - 31.5) / 31.5
     ranges = []

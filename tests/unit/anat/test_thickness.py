@@ -3,9 +3,8 @@
 import nibabel as nib
 import numpy as np
 import pytest
-
-from workflows.anat.laplace_thickness import laplace_thickness, sulcal_ridge
-from workflows.anat.thickness import cortical_thickness, direct_thickness
+from brainscale.workflows.anat.laplace_thickness import laplace_thickness, sulcal_ridge
+from brainscale.workflows.anat.thickness import cortical_thickness, direct_thickness
 
 
 def _image(data, voxel):

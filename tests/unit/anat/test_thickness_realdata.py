@@ -17,9 +17,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
-from workflows.anat.surface_interfaces import load_shape, load_surface
-from workflows.anat.surface_thickness import MAX_THICKNESS_MM
+from brainscale.workflows.anat.surface_interfaces import load_shape, load_surface
+from brainscale.workflows.anat.surface_thickness import MAX_THICKNESS_MM
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 

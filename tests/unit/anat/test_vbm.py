@@ -6,10 +6,9 @@ import ants
 import nibabel as nib
 import numpy as np
 import pytest
-
-from workflows.anat.images import to_ants
-from workflows.anat.normalization import apply_displacement
-from workflows.anat.vbm import jacobian_determinant, modulated_gm
+from brainscale.workflows.anat.images import to_ants
+from brainscale.workflows.anat.normalization import apply_displacement
+from brainscale.workflows.anat.vbm import jacobian_determinant, modulated_gm
 
 
 def _scaling_field(reference: nib.Nifti1Image, scale: float, centre_lps, path) -> str:

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from brainscale.bids_app.cli import parse_args
+from brainscale.bids_app.config import Config
+from brainscale.bids_app.run import main
 
-from bids_app.cli import parse_args
-from bids_app.config import Config
-from bids_app.run import main
 from brainscale import __version__
 from brainscale.errors import ExitCode, UnknownAnalysisLevelError, UsageError
 

@@ -1,4 +1,4 @@
-"""S3 staging (bids_app.cloud) against moto's in-process S3: what is downloaded, run and uploaded."""
+"""S3 staging (brainscale.bids_app.cloud) against moto's in-process S3: what is downloaded, run and uploaded."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pytest
 moto = pytest.importorskip("moto")
 boto3 = pytest.importorskip("boto3")
 
-from bids_app import cloud  # noqa: E402
-from bids_app.run import main  # noqa: E402
+from brainscale.bids_app import cloud  # noqa: E402
+from brainscale.bids_app.run import main  # noqa: E402
+
 from brainscale.errors import NoInputError, UsageError  # noqa: E402
 
 BUCKET = "brainscale-test"
@@ -239,8 +240,7 @@ def test_batch_job_definition_matches_the_aws_api_and_the_cli():
     """The example job definition is a valid RegisterJobDefinition request and a valid run."""
     import botocore.session
     from botocore.validate import ParamValidator
-
-    from bids_app.cli import parse_args
+    from brainscale.bids_app.cli import parse_args
 
     definition = json.loads(JOB_DEFINITION.read_text())
     model = botocore.session.get_session().get_service_model("batch")

@@ -7,6 +7,7 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
+from brainscale.workflows.derivatives_sink import DerivativesDataSink
 from nipype.pipeline import engine as pe
 
 from brainscale.derivatives import (
@@ -16,7 +17,6 @@ from brainscale.derivatives import (
     write_dataset_description,
 )
 from brainscale.errors import UsageError
-from workflows.derivatives_sink import DerivativesDataSink
 
 
 def test_build_path_orders_entities_like_bids():

@@ -5,16 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from nipype.interfaces.utility import Function, IdentityInterface
-from nipype.pipeline import engine as pe
-
-from workflows.engine import (
+from brainscale.workflows.engine import (
     ExecutionPlan,
     WorkflowFailedError,
     configure_workflow,
     plan_execution,
     run_workflow,
 )
+from nipype.interfaces.utility import Function, IdentityInterface
+from nipype.pipeline import engine as pe
 
 
 def _append_line(counter_dir, value):
@@ -98,7 +97,8 @@ def test_sigterm_inside_a_main_process_node_stops_the_graph(tmp_path, plan):
     """Nipype swallows any exception of a node; the noted signal must still stop the graph."""
     import signal
 
-    from bids_app.parallel import install_signal_handlers
+    from brainscale.bids_app.parallel import install_signal_handlers
+
     from brainscale.errors import RunInterrupted, forget_interruption
 
     wf = _graph(tmp_path, 4)

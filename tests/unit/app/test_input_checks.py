@@ -7,9 +7,8 @@ import gzip
 import nibabel as nib
 import numpy as np
 import pytest
-
-from bids_app import bids
-from bids_app.input_checks import (
+from brainscale.bids_app import bids
+from brainscale.bids_app.input_checks import (
     find_malformed_sidecars,
     gradient_problem,
     image_problem,

@@ -10,14 +10,18 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from brainscale.bids_app.participant_run import (
+    ParticipantOutcome,
+    _failed_parts,
+    summarize_outcomes,
+)
+from brainscale.workflows.engine import NodeFailure, WorkflowFailedError
+from brainscale.workflows.func.confounds import compute_confounds, expand_terms
+from brainscale.workflows.func.denoise import degrees_of_freedom, denoise_timeseries, fit_strategy
+from brainscale.workflows.func.motion import MOTION_COLUMNS
+from brainscale.workflows.participant import GraphPart
 
-from bids_app.participant_run import ParticipantOutcome, _failed_parts, summarize_outcomes
 from brainscale.errors import ExitCode, InputDataError
-from workflows.engine import NodeFailure, WorkflowFailedError
-from workflows.func.confounds import compute_confounds, expand_terms
-from workflows.func.denoise import degrees_of_freedom, denoise_timeseries, fit_strategy
-from workflows.func.motion import MOTION_COLUMNS
-from workflows.participant import GraphPart
 
 
 def _table(n_vols: int, n_nonsteady: int = 0, n_comp: int = 5) -> pd.DataFrame:
@@ -136,8 +140,8 @@ def test_exit_codes_tell_complete_partial_and_failed_apart():
 
 
 def test_task_run_without_usable_events_skips_the_glm_with_a_note(tmp_path):
-    from bids_app.bids import BoldRun
-    from workflows.participant import ParticipantPlan, _usable_events
+    from brainscale.bids_app.bids import BoldRun
+    from brainscale.workflows.participant import ParticipantPlan, _usable_events
 
     plan = ParticipantPlan(subject="01")
     events = tmp_path / "sub-01_task-nback_events.tsv"

@@ -2,10 +2,10 @@
 
 from types import SimpleNamespace
 
-from bids_app.cli import parse_args
-from bids_app.reports.participant import render_participant_report
-from bids_app.reports.qc_summary import qc_summary_html
-from workflows.qc_interfaces import write_iqms
+from brainscale.bids_app.cli import parse_args
+from brainscale.bids_app.reports.participant import render_participant_report
+from brainscale.bids_app.reports.qc_summary import qc_summary_html
+from brainscale.workflows.qc_interfaces import write_iqms
 
 
 def _write(tmp_path):

@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from brainscale.bids_app.synth import SynthSpec, generate_dataset, sample
 
-from bids_app.synth import SynthSpec, generate_dataset, sample
 from brainscale import resources
 
 
@@ -27,7 +27,7 @@ def test_participants_table_and_layout(dataset):
     assert list(table.columns) == ["participant_id", "site", "age", "sex", "diagnosis"]
     assert sorted(table["site"]) == ["site1", "site2"]
     assert set(table["diagnosis"]) <= {"control", "patient"}
-    from bids_app.bids import validate_dataset
+    from brainscale.bids_app.bids import validate_dataset
 
     assert validate_dataset(root) == []
 
@@ -93,10 +93,10 @@ def test_head_motion_truth_is_realistic_and_about_the_fov_centre(dataset):
     84:320); rigid realignment is accurate to about a tenth of a mm and of a degree on
     simulated motion (Oakes et al. 2005, NeuroImage 28:529).
     """
-    from bids_app.synth import head_motion, motion_matrix
-    from workflows.func.confounds import framewise_displacement
-    from workflows.func.motion import estimate_head_motion, fov_center
-    from workflows.func.reference import compute_bold_mask, compute_boldref
+    from brainscale.bids_app.synth import head_motion, motion_matrix
+    from brainscale.workflows.func.confounds import framewise_displacement
+    from brainscale.workflows.func.motion import estimate_head_motion, fov_center
+    from brainscale.workflows.func.reference import compute_bold_mask, compute_boldref
 
     walk = head_motion(np.random.default_rng(0), 200)
     assert np.abs(walk[:, :3]).max() <= 1.0 and np.rad2deg(np.abs(walk[:, 3:])).max() <= 1.0

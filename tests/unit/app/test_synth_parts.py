@@ -6,11 +6,10 @@ import gzip
 
 import nibabel as nib
 import numpy as np
-
-from bids_app.synth.bold import N_NETWORKS, network_signals
-from bids_app.synth.dwi import tensor_eigenvalues
-from bids_app.synth.geometry import las_grid, rigid_matrix
-from bids_app.synth.scanner import bias_field, save_nifti, site_scanner
+from brainscale.bids_app.synth.bold import N_NETWORKS, network_signals
+from brainscale.bids_app.synth.dwi import tensor_eigenvalues
+from brainscale.bids_app.synth.geometry import las_grid, rigid_matrix
+from brainscale.bids_app.synth.scanner import bias_field, save_nifti, site_scanner
 
 
 def test_rigid_matrix_rotates_after_scaling_then_translates():

@@ -1,10 +1,9 @@
 """Head mask and the denoise-then-Gibbs chain of a series, against phantoms."""
 
 import numpy as np
+from brainscale.workflows.dwi.denoise import HEAD_MASK_DILATION, denoise_series, head_mask
+from brainscale.workflows.dwi.reference import brain_mask, mean_b0
 from scipy import ndimage
-
-from workflows.dwi.denoise import HEAD_MASK_DILATION, denoise_series, head_mask
-from workflows.dwi.reference import brain_mask, mean_b0
 
 from .conftest import make_phantom
 

@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-
-from workflows.dwi import iqms
-from workflows.dwi.tensor import fit_tensor
+from brainscale.workflows.dwi import iqms
+from brainscale.workflows.dwi.tensor import fit_tensor
 
 from .conftest import make_phantom
 

@@ -14,12 +14,11 @@ import json
 
 import numpy as np
 import pytest
-
-from workflows.dwi.interfaces import load_series, voxel_size
-from workflows.dwi.iqms import compute_dwi_iqms
-from workflows.dwi.motion import correct_motion
-from workflows.dwi.reference import brain_mask, mean_b0
-from workflows.dwi.tensor import fit_tensor
+from brainscale.workflows.dwi.interfaces import load_series, voxel_size
+from brainscale.workflows.dwi.iqms import compute_dwi_iqms
+from brainscale.workflows.dwi.motion import correct_motion
+from brainscale.workflows.dwi.reference import brain_mask, mean_b0
+from brainscale.workflows.dwi.tensor import fit_tensor
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 

@@ -1,8 +1,6 @@
 import numpy as np
 import pytest
-
-from brainscale.errors import InputDataError
-from workflows.dwi.gradients import (
+from brainscale.workflows.dwi.gradients import (
     detect_shells,
     fsl_to_voxel_bvecs,
     read_bval_bvec,
@@ -10,6 +8,8 @@ from workflows.dwi.gradients import (
     rotation_part,
     voxel_to_fsl_bvecs,
 )
+
+from brainscale.errors import InputDataError
 
 
 def _write(tmp_path, bvals, bvecs):

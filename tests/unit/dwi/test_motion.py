@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
+from brainscale.workflows.dwi.gradients import rotate_bvecs
+from brainscale.workflows.dwi.motion import correct_motion, motion_parameters
+from brainscale.workflows.dwi.tensor import angular_error_deg, fit_tensor
 from scipy import ndimage
-
-from workflows.dwi.gradients import rotate_bvecs
-from workflows.dwi.motion import correct_motion, motion_parameters
-from workflows.dwi.tensor import angular_error_deg, fit_tensor
 
 from .conftest import ZOOM, make_phantom, rotation_matrix
 

@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
+from brainscale.workflows.dwi.mppca import classify_eigenvalues, mppca
 from dipy.denoise import localpca
-
-from workflows.dwi.mppca import classify_eigenvalues, mppca
 
 
 def test_eigenvalue_classification_matches_dipy():
@@ -47,7 +46,7 @@ def test_mppca_equals_dipy_on_a_noisy_phantom(phantom):
 
 
 def test_threads_and_gibbs_processes_do_not_change_the_result(phantom):
-    from workflows.dwi.denoise import remove_gibbs_ringing
+    from brainscale.workflows.dwi.denoise import remove_gibbs_ringing
 
     rng = np.random.default_rng(2)
     noisy = (phantom.data + rng.normal(0, 20.0, phantom.data.shape)).astype(np.float32)

@@ -3,11 +3,10 @@
 import nibabel as nib
 import numpy as np
 import pytest
-
-from workflows.dwi.denoise import denoise_dwi
-from workflows.dwi.gradients import detect_shells, fsl_to_voxel_bvecs, read_bval_bvec
-from workflows.dwi.reference import brain_mask, mean_b0
-from workflows.dwi.tensor import fit_tensor
+from brainscale.workflows.dwi.denoise import denoise_dwi
+from brainscale.workflows.dwi.gradients import detect_shells, fsl_to_voxel_bvecs, read_bval_bvec
+from brainscale.workflows.dwi.reference import brain_mask, mean_b0
+from brainscale.workflows.dwi.tensor import fit_tensor
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
@@ -53,7 +52,7 @@ def test_corpus_callosum_is_anisotropic_and_left_right(ds_real_mini, sub, name, 
 def test_reversed_pe_pair_of_sub02_agrees_after_correction(ds_real_mini):
     import json
 
-    from workflows.dwi.sdc import estimate_pe_displacement, parse_phase_encoding, unwarp
+    from brainscale.workflows.dwi.sdc import estimate_pe_displacement, parse_phase_encoding, unwarp
 
     dwi = ds_real_mini / "sub-02" / "dwi"
     images, polarity = {}, {}

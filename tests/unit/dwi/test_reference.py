@@ -1,7 +1,11 @@
 import numpy as np
+from brainscale.workflows.dwi.reference import (
+    b1_bias_field,
+    bias_corrected_series,
+    brain_mask,
+    mean_b0,
+)
 from scipy import ndimage
-
-from workflows.dwi.reference import b1_bias_field, bias_corrected_series, brain_mask, mean_b0
 
 from .conftest import smooth_s0
 

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
-
-from workflows.dwi.sdc import (
+from brainscale.workflows.dwi.sdc import (
     correct_and_combine,
     displacement_to_fieldmap,
     estimate_pe_displacement,

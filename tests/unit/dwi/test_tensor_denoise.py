@@ -1,8 +1,7 @@
 import numpy as np
+from brainscale.workflows.dwi.denoise import denoise_dwi, remove_gibbs_ringing
+from brainscale.workflows.dwi.tensor import angular_error_deg, fit_tensor
 from scipy import ndimage
-
-from workflows.dwi.denoise import denoise_dwi, remove_gibbs_ringing
-from workflows.dwi.tensor import angular_error_deg, fit_tensor
 
 from .conftest import REGIONS, fa_md
 

@@ -2,11 +2,10 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
-from workflows.dwi.connectome import build_connectome, streamline_lengths
-from workflows.dwi.odf import fit_orientation_model, max_sh_order
-from workflows.dwi.tensor import fit_tensor
-from workflows.dwi.tracking import (
+from brainscale.workflows.dwi.connectome import build_connectome, streamline_lengths
+from brainscale.workflows.dwi.odf import fit_orientation_model, max_sh_order
+from brainscale.workflows.dwi.tensor import fit_tensor
+from brainscale.workflows.dwi.tracking import (
     fa_stopping_criterion,
     gm_wm_interface,
     load_trx,

@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-
-from workflows.dwi.tensor import fit_tensor
-from workflows.dwi.tracking import seed_points
-from workflows.dwi.tractography import reconstruct_tractograms
+from brainscale.workflows.dwi.tensor import fit_tensor
+from brainscale.workflows.dwi.tracking import seed_points
+from brainscale.workflows.dwi.tractography import reconstruct_tractograms
 
 from .conftest import FIBRE_EVALS, gradient_scheme, tensor_signal
 

@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-
-from workflows.func import iqms
+from brainscale.workflows.func import iqms
 
 SHAPE = (32, 32, 20)
 BASELINE, SIGMA, N_VOLUMES = 1000.0, 10.0, 100

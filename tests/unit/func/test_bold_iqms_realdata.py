@@ -13,12 +13,15 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-
-from workflows.func.confounds import framewise_displacement
-from workflows.func.iqms import compute_bold_iqms
-from workflows.func.motion import estimate_head_motion
-from workflows.func.reference import compute_bold_mask, compute_boldref, detect_nonsteady_states
-from workflows.func.resample import fill_grid, grid_points, resample_series
+from brainscale.workflows.func.confounds import framewise_displacement
+from brainscale.workflows.func.iqms import compute_bold_iqms
+from brainscale.workflows.func.motion import estimate_head_motion
+from brainscale.workflows.func.reference import (
+    compute_bold_mask,
+    compute_boldref,
+    detect_nonsteady_states,
+)
+from brainscale.workflows.func.resample import fill_grid, grid_points, resample_series
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 

@@ -1,8 +1,6 @@
 import numpy as np
 import pandas as pd
-from nilearn.glm.first_level import make_first_level_design_matrix
-
-from workflows.func.confounds import (
+from brainscale.workflows.func.confounds import (
     compcor,
     compute_confounds,
     compute_dvars,
@@ -10,7 +8,8 @@ from workflows.func.confounds import (
     expand_terms,
     framewise_displacement,
 )
-from workflows.func.motion import MOTION_COLUMNS
+from brainscale.workflows.func.motion import MOTION_COLUMNS
+from nilearn.glm.first_level import make_first_level_design_matrix
 
 
 def test_framewise_displacement_power():

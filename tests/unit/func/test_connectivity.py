@@ -1,8 +1,7 @@
 import nibabel as nib
 import numpy as np
 import pandas as pd
-
-from workflows.func.connectivity import (
+from brainscale.workflows.func.connectivity import (
     atlas_connectivity,
     connectivity_matrices,
     denoise_parcels,
@@ -13,7 +12,7 @@ from workflows.func.connectivity import (
     regions_with_signal,
     relmat_frame,
 )
-from workflows.func.motion import MOTION_COLUMNS
+from brainscale.workflows.func.motion import MOTION_COLUMNS
 
 
 def test_pearson_recovers_block_network():

@@ -21,14 +21,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-
-from workflows.func.decoding_analysis import RunData, decode_runs
-from workflows.func.decoding_features import (
+from brainscale.workflows.func.decoding_analysis import RunData, decode_runs
+from brainscale.workflows.func.decoding_features import (
     VENTRAL_TEMPORAL_REGIONS,
     atlas_on_native_grid,
     select_regions,
 )
-from workflows.func.glm import read_events
+from brainscale.workflows.func.glm import read_events
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 CHANCE = 1 / 6
@@ -36,14 +35,15 @@ CHANCE = 1 / 6
 
 def oneback_registration(bold: nib.Nifti1Image, data: np.ndarray) -> dict:
     """BOLD reference, mask, head motion and the template-to-BOLD matrix (cached)."""
-    from brainscale import resources
-    from workflows.func.motion import estimate_head_motion
-    from workflows.func.reference import (
+    from brainscale.workflows.func.motion import estimate_head_motion
+    from brainscale.workflows.func.reference import (
         compute_bold_mask,
         compute_boldref,
         detect_nonsteady_states,
     )
-    from workflows.func.registration import register_boldref
+    from brainscale.workflows.func.registration import register_boldref
+
+    from brainscale import resources
 
     cache = Path(os.environ.get("BRAINSCALE_CACHE", "/tmp/bs_cache")) / "sub01_oneback_prep.npz"
     if cache.is_file():

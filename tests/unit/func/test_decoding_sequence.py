@@ -11,9 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from workflows.func import decoding, decoding_models
-from workflows.group.sequence_model import TemporalConvClassifier, flatten_windows
+from brainscale.workflows.func import decoding, decoding_models
+from brainscale.workflows.group.sequence_model import TemporalConvClassifier, flatten_windows
 
 N_TIME, N_PARCELS = 8, 6
 

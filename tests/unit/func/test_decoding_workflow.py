@@ -14,11 +14,11 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from brainscale.workflows.func import decoding
+from brainscale.workflows.func.decoding_features import _atlas_on_grid
+from brainscale.workflows.func.motion import MOTION_COLUMNS
 
 from tests.unit.func.test_decoding import TR, block_events
-from workflows.func import decoding
-from workflows.func.decoding_features import _atlas_on_grid
-from workflows.func.motion import MOTION_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def synthetic_task_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_decoding_workflow_writes_bids_outputs_and_decodes(synthetic_task_run):
-    from workflows.func.brain_states_wf import init_bold_brain_states_wf
+    from brainscale.workflows.func.brain_states_wf import init_bold_brain_states_wf
 
     root, bold_file = synthetic_task_run
     out = root / "out"
@@ -96,8 +96,8 @@ def test_decoding_workflow_writes_bids_outputs_and_decodes(synthetic_task_run):
 
 
 def test_func_workflow_wires_decoding_only_when_asked(ds_real_mini_or_examples):
-    from workflows.func.brain_states_wf import DecodingSettings
-    from workflows.func.workflow import init_func_wf
+    from brainscale.workflows.func.brain_states_wf import DecodingSettings
+    from brainscale.workflows.func.workflow import init_func_wf
 
     bold, events = ds_real_mini_or_examples
     meta = {"RepetitionTime": 2.0}
@@ -133,8 +133,8 @@ def ds_real_mini_or_examples(tmp_path):
 
 
 def test_command_line_options_become_decoding_settings(tmp_path):
-    from bids_app.cli import parse_args
-    from bids_app.participant_run import _decoding_settings
+    from brainscale.bids_app.cli import parse_args
+    from brainscale.bids_app.participant_run import _decoding_settings
 
     base = [str(tmp_path), str(tmp_path / "out"), "participant"]
     assert _decoding_settings(parse_args(base)) is None  # decoding is opt-in
@@ -153,7 +153,7 @@ def test_command_line_options_become_decoding_settings(tmp_path):
 
 def test_run_too_short_for_its_folds_is_a_note_not_a_failure(synthetic_task_run, tmp_path):
     """Events whose trials all fall in one fold: the interface writes the reason, no crash."""
-    from workflows.func.brain_state_interfaces import DecodeConditions
+    from brainscale.workflows.func.brain_state_interfaces import DecodeConditions
 
     root, bold_file = synthetic_task_run
     events = pd.DataFrame({"onset": [12.0, 14.0], "duration": [1.0, 1.0],
@@ -169,7 +169,7 @@ def test_run_too_short_for_its_folds_is_a_note_not_a_failure(synthetic_task_run,
     assert result.outputs.map_files == [] and "Note" in result.outputs.metadata
     assert result.outputs.confusion_files == []
     # and the build-time check sees it, so that the func workflow leaves decoding out
-    from workflows.func.brain_states_wf import decoding_problem
+    from brainscale.workflows.func.brain_states_wf import decoding_problem
 
     assert "no decoding" in decoding_problem(str(tmp_path / "events.tsv"), (), str(bold_file), TR)
     assert decoding_problem(str(root / "sub-01_task-loc_events.tsv"), (), str(bold_file), TR) == ""

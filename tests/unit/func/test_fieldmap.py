@@ -2,15 +2,14 @@
 
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
-
-from workflows.func.fieldmap import (
+from brainscale.workflows.func.fieldmap import (
     correct_with_fieldmap,
     field_on_boldref,
     magnitude_masks,
     unwarp_boldref,
 )
-from workflows.func.sdc import voxel_shift_map
+from brainscale.workflows.func.sdc import voxel_shift_map
+from scipy import ndimage
 
 SHAPE = (24, 26, 20)
 AFFINE = np.diag([3.0, 3.0, 3.0, 1.0])

@@ -2,14 +2,14 @@ import time
 
 import numpy as np
 import pytest
-
-from tests.unit.func.synthetic import moved_series
-from workflows.func.motion import (
+from brainscale.workflows.func.motion import (
     estimate_head_motion,
     fov_center,
     matrix_to_params,
     params_to_matrix,
 )
+
+from tests.unit.func.synthetic import moved_series
 
 
 def test_params_matrix_round_trip():

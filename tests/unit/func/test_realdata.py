@@ -6,14 +6,18 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from brainscale.workflows.func.confounds import expand_terms, framewise_displacement
+from brainscale.workflows.func.denoise import denoise_timeseries
+from brainscale.workflows.func.motion import MOTION_COLUMNS, estimate_head_motion
+from brainscale.workflows.func.reference import (
+    compute_bold_mask,
+    compute_boldref,
+    detect_nonsteady_states,
+)
+from brainscale.workflows.func.resample import fill_grid, grid_points, resample_series
+from brainscale.workflows.func.slice_timing import correct_slice_timing, slice_timing_plan
 
 from brainscale.errors import InputDataError
-from workflows.func.confounds import expand_terms, framewise_displacement
-from workflows.func.denoise import denoise_timeseries
-from workflows.func.motion import MOTION_COLUMNS, estimate_head_motion
-from workflows.func.reference import compute_bold_mask, compute_boldref, detect_nonsteady_states
-from workflows.func.resample import fill_grid, grid_points, resample_series
-from workflows.func.slice_timing import correct_slice_timing, slice_timing_plan
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
@@ -65,7 +69,7 @@ def test_sub02_multiband_slice_timing_and_short_run(ds_real_mini):
 
 def test_sub02_bold_only_workflow_runs(ds_real_mini, tmp_path):
     """The BOLD-only path (no T1w connected) produces the contract's outputs."""
-    from workflows.func.workflow import init_func_wf
+    from brainscale.workflows.func.workflow import init_func_wf
 
     bold = ds_real_mini / "sub-02" / "func" / "sub-02_task-fa_bold.nii.gz"
     meta = json.loads(bold.with_name("sub-02_task-fa_bold.json").read_text())

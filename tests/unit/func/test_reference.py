@@ -1,15 +1,15 @@
 import nibabel as nib
 import numpy as np
 import pytest
-
-from brainscale.errors import InputDataError
-from tests.unit.func.synthetic import moved_series
-from workflows.func.reference import (
+from brainscale.workflows.func.reference import (
     compute_bold_mask,
     compute_boldref,
     detect_nonsteady_states,
     validate_bold,
 )
+
+from brainscale.errors import InputDataError
+from tests.unit.func.synthetic import moved_series
 
 
 def _series(n_vols=40, n_bright=3, seed=0):
@@ -50,7 +50,7 @@ def test_validate_bold_errors():
 
 
 def test_bold_reference_interface_rejects_bad_runs(tmp_path, monkeypatch):
-    from workflows.func.interfaces import BoldReference
+    from brainscale.workflows.func.interfaces import BoldReference
 
     monkeypatch.chdir(tmp_path)
     path3d = tmp_path / "sub-01_task-rest_bold.nii.gz"

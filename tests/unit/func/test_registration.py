@@ -1,10 +1,10 @@
 import nibabel as nib
 import numpy as np
+from brainscale.workflows.func.motion import fov_center, params_to_matrix
+from brainscale.workflows.func.registration import register_boldref
 
 from brainscale.resources import get_template
 from tests.unit.func.synthetic import moved_series, template_grid
-from workflows.func.motion import fov_center, params_to_matrix
-from workflows.func.registration import register_boldref
 
 
 def test_rigid_coregistration_recovers_known_transform(tmp_path):

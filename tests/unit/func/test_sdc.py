@@ -1,15 +1,15 @@
 import numpy as np
 import pytest
-from scipy import ndimage
-
-from brainscale.errors import InputDataError
-from workflows.func.sdc import (
+from brainscale.workflows.func.sdc import (
     distort_points,
     pe_axis_and_sign,
     phasediff_to_fieldmap,
     total_readout_time,
     voxel_shift_map,
 )
+from scipy import ndimage
+
+from brainscale.errors import InputDataError
 
 SHAPE = (40, 44, 20)
 

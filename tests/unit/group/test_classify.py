@@ -5,10 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.model_selection import StratifiedKFold
-
-from brainscale.errors import InputDataError
-from workflows.group.classify import (
+from brainscale.workflows.group.classify import (
     FoldComBat,
     bootstrap_ci,
     build_model,
@@ -17,6 +14,9 @@ from workflows.group.classify import (
     permutation_p_value,
     site_predictability,
 )
+from sklearn.model_selection import StratifiedKFold
+
+from brainscale.errors import InputDataError
 
 SITE_COLS = {"site_col": "site", "covariates": ["age"]}
 MODEL_ARGS = {**SITE_COLS, "param_grid": {"C": [0.1]}}  # the default grid: other tests

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from brainscale.errors import InputDataError
-from workflows.group.collect import (
+from brainscale.workflows.group.collect import (
     collect_group_data,
     edge_names,
     parse_entities,
     read_connectome,
     upper_triangle,
 )
+
+from brainscale.errors import InputDataError
 
 
 def test_parse_entities_reads_every_entity_suffix_and_extension():

@@ -14,6 +14,15 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
+from brainscale.workflows.group.classify_combat import FoldComBat
+from brainscale.workflows.group.classify_search import (
+    ColumnScaler,
+    InnerSplits,
+    NestedGridSearch,
+    UnivariateScreen,
+)
+from brainscale.workflows.group.harmonize import ComBat
+from brainscale.workflows.group.models import TorchMLPClassifier, TorchMLPRegressor
 from sklearn import config_context
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
@@ -22,15 +31,6 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
 
 from brainscale.errors import InputDataError
-from workflows.group.classify_combat import FoldComBat
-from workflows.group.classify_search import (
-    ColumnScaler,
-    InnerSplits,
-    NestedGridSearch,
-    UnivariateScreen,
-)
-from workflows.group.harmonize import ComBat
-from workflows.group.models import TorchMLPClassifier, TorchMLPRegressor
 
 ONE_ROW_PER_BATCH = (
     "random continuous X from the checks: the batch column holds one row per batch, and ComBat "

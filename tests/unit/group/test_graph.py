@@ -5,28 +5,28 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from brainscale.errors import InputDataError
-from workflows.group import graph_measures as gm
-from workflows.group.graph import (
+from brainscale.workflows.group import graph_measures as gm
+from brainscale.workflows.group.graph import (
     graph_metrics,
     graph_metrics_table,
     prepare_connectome,
     threshold_absolute,
     threshold_proportional,
 )
-from workflows.group.graph_communities import (
+from brainscale.workflows.group.graph_communities import (
     louvain_communities,
     modularity,
     participation_coefficient,
 )
-from workflows.group.graph_paths import shortest_path_lengths
-from workflows.group.graph_random import (
+from brainscale.workflows.group.graph_paths import shortest_path_lengths
+from brainscale.workflows.group.graph_random import (
     SWAPS_PER_EDGE,
     random_networks,
     randomize_degree_preserving,
     small_worldness,
 )
+
+from brainscale.errors import InputDataError
 
 bct = pytest.importorskip("bct")
 # bctpy's participation_coef divides 0 by 0 for isolated nodes before zeroing them

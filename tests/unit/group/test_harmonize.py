@@ -8,10 +8,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import pytest
+from brainscale.workflows.group import harmonize
+from brainscale.workflows.group.harmonize import ComBat, UnseenBatchError
 
 from brainscale.errors import InputDataError
-from workflows.group import harmonize
-from workflows.group.harmonize import ComBat, UnseenBatchError
 
 REFERENCE_TOLERANCE = 1e-6
 
@@ -340,7 +340,10 @@ def test_clone_gives_an_unfitted_estimator_with_the_same_parameters():
 def test_equal_batch_variances_use_the_point_mass_limit_of_the_prior():
     """All scale estimates equal (e.g. two participants per site): the inverse-gamma
     moment estimates diverge; the posterior is their limit, not a division by zero."""
-    from workflows.group.combat_estimation import inverse_gamma_prior, parametric_adjustments
+    from brainscale.workflows.group.combat_estimation import (
+        inverse_gamma_prior,
+        parametric_adjustments,
+    )
 
     rng = np.random.default_rng(0)
     n_samples, gamma_hat = 5, rng.normal(size=20)

@@ -15,11 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sklearn.base import clone
-from sklearn.metrics import balanced_accuracy_score, mean_absolute_error
-
-from workflows.group.image_evaluation import evaluate_image_model, run_image_models
-from workflows.group.image_models import (
+from brainscale.workflows.group.image_evaluation import evaluate_image_model, run_image_models
+from brainscale.workflows.group.image_models import (
     SFCNClassifier,
     SFCNRegressor,
     ViTClassifier,
@@ -27,8 +24,10 @@ from workflows.group.image_models import (
     save_image_model,
     use_mixed_precision,
 )
-from workflows.group.saliency import attention_rollout, gradient_x_input, occlusion_map
-from workflows.group.voxel_inputs import simulate_voxel_cohort
+from brainscale.workflows.group.saliency import attention_rollout, gradient_x_input, occlusion_map
+from brainscale.workflows.group.voxel_inputs import simulate_voxel_cohort
+from sklearn.base import clone
+from sklearn.metrics import balanced_accuracy_score, mean_absolute_error
 
 SHAPE = (12, 14, 12)
 SMALL_SFCN = {"channels": (4, 8, 16), "learning_rate": 3e-3, "device": "cpu"}
@@ -208,8 +207,7 @@ def test_group_hook_writes_metrics_stat_maps_and_models(tmp_path):
 @pytest.mark.slow
 def test_run_group_trains_image_models_when_asked(derivatives_cohort):
     import nibabel as nib
-
-    from workflows.group.run import run_group
+    from brainscale.workflows.group.run import run_group
 
     cohort = derivatives_cohort(n_sites=3, n_per_site=20)
     affine = np.diag([8.0, 8.0, 8.0, 1.0])

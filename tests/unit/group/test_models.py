@@ -5,11 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.base import clone
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import balanced_accuracy_score, r2_score
-
-from workflows.group.models import (
+from brainscale.workflows.group.models import (
     BrainNetCNNClassifier,
     BrainNetCNNNetwork,
     TorchMLPClassifier,
@@ -18,6 +14,9 @@ from workflows.group.models import (
     resolve_device,
     save_torch_model,
 )
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score, r2_score
 
 
 def _xor(n: int, seed: int):

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from brainscale.workflows.group import qc
+from brainscale.workflows.group.collect import Connectomes, GroupData
 
 from brainscale.errors import UsageError
-from workflows.group import qc
-from workflows.group.collect import Connectomes, GroupData
 
 
 def _write_iqms(root, sub, datatype, suffix, values, task=None):
@@ -112,7 +112,7 @@ def test_exclusions_leave_the_feature_sets():
 
 
 def test_qc_exclude_option(tmp_path):
-    from bids_app.cli import parse_args
+    from brainscale.bids_app.cli import parse_args
 
     args = [str(tmp_path), str(tmp_path / "out"), "group"]
     assert parse_args(args).group.qc_exclude == "auto"

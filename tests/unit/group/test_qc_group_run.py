@@ -6,8 +6,7 @@ import json
 
 import pandas as pd
 import pytest
-
-from workflows.group.run import run_group
+from brainscale.workflows.group.run import run_group
 
 RUN_ARGS = {"covariates": ["age"], "seed": 0, "n_permutations": 0, "device": "cpu",
             "models": ["logreg"], "n_random_graphs": 0, "target": None,

@@ -13,11 +13,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from brainscale.workflows.group.collect import read_connectome
+from brainscale.workflows.group.states import dynamic_state_features
 from sklearn.metrics import adjusted_rand_score
 
 from tests.unit.func.test_dynamic_connectivity import state_covariances, switching_series
-from workflows.group.collect import read_connectome
-from workflows.group.states import dynamic_state_features
 
 TR = 2.0
 
@@ -105,8 +105,8 @@ def test_number_of_states_sets_the_table_columns(tmp_path, n_states):
 
 def test_run_group_joins_state_metrics_and_reports_them(tmp_path):
     """The group level writes the states, adds their table to the feature sets and the report."""
-    from workflows.func.connectivity import pearson_matrix, relmat_frame
-    from workflows.group.run import run_group
+    from brainscale.workflows.func.connectivity import pearson_matrix, relmat_frame
+    from brainscale.workflows.group.run import run_group
 
     out = tmp_path / "out"
     _, regions, truths = _write_participants(out)

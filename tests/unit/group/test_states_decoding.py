@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from brainscale.workflows.func import decoding
+from brainscale.workflows.group.decoding import group_decoding
 
 from tests.unit.func.test_decoding import TR, block_events, synthetic_run
-from workflows.func import decoding
-from workflows.group.decoding import group_decoding
 
 
 def _write(root, amplitude, n_subjects=4, two_runs_for=None):
@@ -68,7 +68,7 @@ def test_single_participant_is_noted(tmp_path):
 
 
 def test_group_folds_leave_groups_out_and_cap_their_number():
-    from workflows.group.decoding import group_folds
+    from brainscale.workflows.group.decoding import group_folds
 
     groups = np.repeat([f"sub-{k:02d}" for k in range(25)], 3)
     folds = group_folds(groups)
