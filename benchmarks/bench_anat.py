@@ -39,11 +39,11 @@ import ants  # noqa: E402
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
 from brainscale.workflows.anat.images import ants_registration, to_ants, to_nibabel  # noqa: E402
 from brainscale.workflows.anat.interfaces import embedded_template  # noqa: E402
 from brainscale.workflows.anat.normalization import apply_displacement  # noqa: E402
 from brainscale.workflows.anat.workflow import init_anat_wf  # noqa: E402
-
 from tests.conftest import shared_data_dir  # noqa: E402
 
 

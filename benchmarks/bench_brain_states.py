@@ -39,6 +39,8 @@ def main() -> None:
     """Run the steps and print their times and the peak memory."""
     import nibabel as nib
     import numpy as np
+
+    from brainscale.resources import get_atlas
     from brainscale.workflows.func import dynamic_connectivity as dfc
     from brainscale.workflows.func.decoding_analysis import RunData, decode_runs
     from brainscale.workflows.func.decoding_features import (
@@ -48,8 +50,6 @@ def main() -> None:
     )
     from brainscale.workflows.func.denoise import denoise_timeseries
     from brainscale.workflows.func.glm import read_events
-
-    from brainscale.resources import get_atlas
     from tests.unit.func.test_decoding_realdata import oneback_registration
 
     func = DATA / "sub-01" / "func"
@@ -92,6 +92,7 @@ def main() -> None:
             print(f"  {r.model:<8s} balanced accuracy {r.balanced_accuracy:.3f}")
     with step(f"dynamic FC: denoise {all_parcels.shape[1]} parcels (6P)"):
         import pandas as pd
+
         from brainscale.workflows.func.confounds import cosine_basis, expand_terms
         from brainscale.workflows.func.motion import MOTION_COLUMNS
 

@@ -27,10 +27,10 @@ from types import SimpleNamespace
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from brainscale.workflows.dwi import interfaces as itf
-from brainscale.workflows.dwi import tractography_interfaces as trk_itf
 
 from brainscale.resources import TEMPLATE_SPACE
+from brainscale.workflows.dwi import interfaces as itf
+from brainscale.workflows.dwi import tractography_interfaces as trk_itf
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from brainscale.workflows.group.classify import MAX_FEATURES, evaluate_model
 from brainscale.workflows.group.collect import collect_group_data, edge_names
 from brainscale.workflows.group.harmonize import ComBat
@@ -112,6 +113,7 @@ def time_torch(model_class, X, y, device: str, epochs: int) -> float:
 def bench_torch(X: np.ndarray, y: np.ndarray, epochs: int, brainnetcnn: bool) -> None:
     """Train the torch models on the CPU (and CUDA when present)."""
     import torch
+
     from brainscale.workflows.group.models import BrainNetCNNClassifier, TorchMLPClassifier
 
     for model_class in [TorchMLPClassifier] + ([BrainNetCNNClassifier] if brainnetcnn else []):

@@ -31,6 +31,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+
 from brainscale.workflows.group.graph import graph_metrics, prepare_connectome
 from brainscale.workflows.group.graph_random import SWAPS_PER_EDGE
 from brainscale.workflows.group.harmonize import ComBat

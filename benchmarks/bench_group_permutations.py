@@ -35,6 +35,7 @@ import time
 
 import numpy as np
 import pandas as pd
+
 from brainscale.workflows.group import classify_permutation
 from brainscale.workflows.group.classify import evaluate_model
 

@@ -38,10 +38,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from brainscale.workflows.group.image_models import SFCNClassifier, ViTClassifier
-from brainscale.workflows.group.voxel_inputs import NO_SESSION, VoxelData, block_downsample
 
 from brainscale.resources import get_template_mask
+from brainscale.workflows.group.image_models import SFCNClassifier, ViTClassifier
+from brainscale.workflows.group.voxel_inputs import NO_SESSION, VoxelData, block_downsample
 
 
 def peak_gb() -> float:

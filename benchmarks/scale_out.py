@@ -58,8 +58,9 @@ def main() -> None:
     t = stage(f"{args.tasks} concurrent array tasks (exit {set(codes)})", t)
 
     import boto3
-    from brainscale.bids_app.run import main as run_main
     from moto import mock_aws
+
+    from brainscale.bids_app.run import main as run_main
 
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                       AWS_DEFAULT_REGION="us-east-1", BRAINSCALE_SCRATCH=str(root / "scratch"))

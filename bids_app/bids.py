@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from brainscale.bids_app.input_checks import gradient_problem, image_problem
-
 from brainscale.errors import (
     BIDSValidationError,
     InputDataError,

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from brainscale import __version__
 from brainscale.bids_app.config import (
     DENOISE_STRATEGIES,
     MODALITIES,
@@ -21,8 +22,6 @@ from brainscale.bids_app.config import (
     THICKNESS_METHODS,
     Config,
 )
-
-from brainscale import __version__
 from brainscale.errors import UnknownAnalysisLevelError, UsageError
 
 ANALYSIS_LEVELS = ("participant", "group")

@@ -319,7 +319,6 @@ def run_staged(
     """
     from brainscale.bids_app.bids import select_array_task
     from brainscale.bids_app.cli import parse_args
-
     from brainscale.errors import NothingSelectedError
 
     if len(argv) < 3:

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from brainscale.bids_app.cli import _Parser
-
 from brainscale.errors import ExitCode, UsageError
 
 SUBJECTS_FOR_COVARIATES = 12

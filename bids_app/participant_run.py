@@ -25,7 +25,6 @@ from brainscale.bids_app import bids
 from brainscale.bids_app.config import Config
 from brainscale.bids_app.preflight import is_disk_full
 from brainscale.bids_app.publish import publish_participant, recover
-
 from brainscale.errors import (
     BrainScaleError,
     ExitCode,

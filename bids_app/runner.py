@@ -32,7 +32,6 @@ from brainscale.bids_app.participant_run import (
 from brainscale.bids_app.publish import incomplete_participants
 from brainscale.bids_app.reports.methods import write_citation_files
 from brainscale.bids_app.reports.participant import write_participant_report
-
 from brainscale.derivatives import write_dataset_description
 from brainscale.errors import (
     ExitCode,

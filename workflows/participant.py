@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from brainscale.workflows.func.glm import read_events
 from nipype.pipeline import engine as pe
 
 from brainscale.errors import InputDataError
+from brainscale.workflows.func.glm import read_events
 
 ANAT_FIELDS = ("t1w_preproc", "t1w_mask", "t1w_dseg", "t1w_tpms", "anat2std_xfm", "std2anat_xfm")
 

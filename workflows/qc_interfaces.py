@@ -15,7 +15,6 @@ import os
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from brainscale.workflows.interface_utils import out_path
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -25,6 +24,8 @@ from nipype.interfaces.base import (
     isdefined,
     traits,
 )
+
+from brainscale.workflows.interface_utils import out_path
 
 UNITS = {
     "fwhm_x": "mm", "fwhm_y": "mm", "fwhm_z": "mm", "fwhm_avg": "mm", "fd_mean": "mm",

@@ -11,9 +11,8 @@ import importlib
 import re
 from pathlib import Path
 
-from brainscale.bids_app.config import Config
-
 from brainscale import __version__
+from brainscale.bids_app.config import Config
 from brainscale.derivatives import atomic_write
 from brainscale.resources import TEMPLATE_CITATION, get_atlas
 

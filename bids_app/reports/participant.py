@@ -13,10 +13,9 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from brainscale import __version__
 from brainscale.bids_app.reports.decoding import decoding_html
 from brainscale.bids_app.reports.qc_summary import qc_summary_html
-
-from brainscale import __version__
 from brainscale.derivatives import atomic_write, parse_entities
 
 SECTIONS = (

@@ -7,11 +7,11 @@ site's scanner (bias field, noise, gain).
 from __future__ import annotations
 
 import numpy as np
+
+from brainscale import resources
 from brainscale.bids_app.synth.geometry import head_box, las_grid, sample
 from brainscale.bids_app.synth.scanner import bias_field, save_nifti
 from brainscale.bids_app.synth.spec import SubjectContext
-
-from brainscale import resources
 from brainscale.derivatives import write_json
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from brainscale.bids_app.synth.geometry import brain_box, las_grid, rigid_matrix, sample
-from brainscale.bids_app.synth.scanner import bias_field, save_nifti
-from brainscale.bids_app.synth.spec import SubjectContext
 from scipy import ndimage
 
 from brainscale import resources
+from brainscale.bids_app.synth.geometry import brain_box, las_grid, rigid_matrix, sample
+from brainscale.bids_app.synth.scanner import bias_field, save_nifti
+from brainscale.bids_app.synth.spec import SubjectContext
 from brainscale.derivatives import write_json
 
 #: Network of each Desikan-Killiany region is chosen by hemisphere and by the sign of

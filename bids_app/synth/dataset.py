@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from brainscale import resources
 from brainscale.bids_app.synth.anat import write_t1w
 from brainscale.bids_app.synth.bold import region_networks, write_bold
 from brainscale.bids_app.synth.dwi import B_VALUE, write_dwi
 from brainscale.bids_app.synth.geometry import rigid_matrix
 from brainscale.bids_app.synth.scanner import site_scanner
 from brainscale.bids_app.synth.spec import SubjectContext, SubjectTruth, SynthSpec
-
-from brainscale import resources
 from brainscale.derivatives import atomic_write, write_json
 
 _DEFAULT_SPEC = SynthSpec()

@@ -7,11 +7,11 @@ gradient directions at b=1000 s/mm^2, b-vectors in the FSL convention.
 from __future__ import annotations
 
 import numpy as np
+
+from brainscale import resources
 from brainscale.bids_app.synth.geometry import brain_box, las_grid, sample
 from brainscale.bids_app.synth.scanner import save_nifti
 from brainscale.bids_app.synth.spec import SubjectContext
-
-from brainscale import resources
 from brainscale.derivatives import atomic_write, write_json
 
 B_VALUE = 1000.0

@@ -1,4 +1,5 @@
 import pytest
+
 from brainscale.workflows.anat.workflow import OUTPUT_FIELDS, init_anat_wf
 
 

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from brainscale.workflows.dwi.workflow import init_dwi_wf
 
 ATLAS = "DesikanKilliany"

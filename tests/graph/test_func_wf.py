@@ -1,9 +1,9 @@
 import json
 
 import pytest
-from brainscale.workflows.func.workflow import INPUT_FIELDS, OUTPUT_FIELDS, init_func_wf
 
 from brainscale.errors import InputDataError, UsageError
+from brainscale.workflows.func.workflow import INPUT_FIELDS, OUTPUT_FIELDS, init_func_wf
 
 META = {"RepetitionTime": 2.0, "TaskName": "rest"}
 

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from brainscale.workflows.anat.workflow import init_anat_wf
 from brainscale.workflows.dwi.workflow import init_dwi_wf
 from brainscale.workflows.func.workflow import init_func_wf

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from brainscale.bids_app import bids
 from brainscale.workflows.participant import init_participant_wf
 

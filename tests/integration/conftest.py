@@ -17,9 +17,9 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from brainscale.bids_app.synth import SynthSpec, generate_dataset
 
 from brainscale import resources
+from brainscale.bids_app.synth import SynthSpec, generate_dataset
 
 #: Images and tables of ``--modalities anat`` per participant (``sub-<label>_`` prefix).
 ANAT_IMAGES = ("desc-preproc_T1w", "desc-brain_mask", "dseg", "label-GM_probseg",

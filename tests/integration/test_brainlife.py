@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from brainscale.bids_app import bids
 
 REPO = Path(__file__).resolve().parents[2]

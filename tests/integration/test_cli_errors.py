@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from brainscale.bids_app.run import main
 
+from brainscale.bids_app.run import main
 from brainscale.errors import ExitCode
 
 

@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+
 from brainscale.bids_app.demo import main as demo_main
 from brainscale.bids_app.run import main as run_main
 

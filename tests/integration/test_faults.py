@@ -21,10 +21,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+
 from brainscale.bids_app import preflight, publish
 from brainscale.bids_app.run import main
 from brainscale.bids_app.synth import SynthSpec, generate_dataset
-
 from brainscale.errors import ExitCode, OutputError
 
 REPO = Path(__file__).resolve().parents[2]

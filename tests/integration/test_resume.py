@@ -24,6 +24,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+
 from brainscale.bids_app.publish import read_manifest
 from brainscale.bids_app.synth import SynthSpec, generate_dataset
 

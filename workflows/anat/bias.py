@@ -10,6 +10,7 @@ from __future__ import annotations
 import ants
 import nibabel as nib
 import numpy as np
+
 from brainscale.workflows.anat.images import like, resample_to_resolution, to_ants, to_nibabel
 
 

@@ -37,6 +37,8 @@ from __future__ import annotations
 import ants
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
+
 from brainscale.workflows.anat.images import (
     TemplateImages,
     ants_registration,
@@ -45,7 +47,6 @@ from brainscale.workflows.anat.images import (
     voxel_volume,
 )
 from brainscale.workflows.anat.segmentation import classify_tissues
-from scipy import ndimage
 
 UPPER_HEAD_DEPTH_MM = 110.0
 """Depth below the vertex used to match head centroids."""

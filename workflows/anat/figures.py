@@ -8,9 +8,10 @@ matplotlib.use("Agg")
 
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
-from brainscale.workflows.anat.images import bounding_box  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 from nilearn import image, plotting  # noqa: E402
+
+from brainscale.workflows.anat.images import bounding_box  # noqa: E402
 
 FIGURE_VOXEL_MM = 1.0
 """Finer images are resampled to this voxel size (and cropped to the brain) for display."""

@@ -8,8 +8,6 @@ import os
 
 import nibabel as nib
 import numpy as np
-from brainscale.workflows.anat.images import TemplateImages
-from brainscale.workflows.interface_utils import out_path
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -20,6 +18,9 @@ from nipype.interfaces.base import (
     isdefined,
     traits,
 )
+
+from brainscale.workflows.anat.images import TemplateImages
+from brainscale.workflows.interface_utils import out_path
 
 
 @functools.lru_cache(maxsize=2)
@@ -286,10 +287,9 @@ class AtlasToNative(SimpleInterface):
     output_spec = _OutFileOutputSpec
 
     def _run_interface(self, runtime):
+        from brainscale.resources import get_atlas
         from brainscale.workflows.anat.images import like
         from brainscale.workflows.anat.normalization import apply_displacement
-
-        from brainscale.resources import get_atlas
 
         ref = nib.load(self.inputs.reference)
         warped = apply_displacement(get_atlas(self.inputs.atlas).load(), ref,
@@ -322,10 +322,10 @@ class Morphometry(SimpleInterface):
 
     def _run_interface(self, runtime):
         import pandas as pd
-        from brainscale.workflows.anat import morphometry
-        from brainscale.workflows.anat.images import voxel_volume
 
         from brainscale.resources import get_atlas
+        from brainscale.workflows.anat import morphometry
+        from brainscale.workflows.anat.images import voxel_volume
 
         gm_img = nib.load(self.inputs.tpms[0])
         vox = voxel_volume(gm_img)

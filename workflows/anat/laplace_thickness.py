@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import nibabel as nib
 import numpy as np
-from brainscale.workflows.anat.images import bounding_box, like
 from scipy import ndimage
 from scipy.sparse import coo_matrix, diags
 from scipy.sparse.linalg import cg
+
+from brainscale.workflows.anat.images import bounding_box, like
 
 CSF, GM, WM = 1, 2, 3
 MAX_THICKNESS_MM = 6.0

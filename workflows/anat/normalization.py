@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import ants
 import nibabel as nib
 import numpy as np
+
 from brainscale.workflows.anat.brain_extraction import (
     brain_affine_of_head,
     initial_brain_mask,

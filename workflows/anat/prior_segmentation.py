@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
+
 from brainscale.workflows.anat.brain_extraction import refine_brain_mask, stripped_brain_mask
 from brainscale.workflows.anat.images import TemplateImages
 from brainscale.workflows.anat.normalization import apply_displacement
@@ -17,7 +19,6 @@ from brainscale.workflows.anat.segmentation import (
     bright_non_brain,
     classify_tissues,
 )
-from scipy import ndimage
 
 PRIOR_REGION_MARGIN_MM = 4.0
 """Margin (mm) around the warped template brain in which voxels are classified."""

@@ -13,7 +13,6 @@ import json
 
 import nibabel as nib
 import numpy as np
-from brainscale.workflows.interface_utils import out_path
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -24,6 +23,8 @@ from nipype.interfaces.base import (
     isdefined,
     traits,
 )
+
+from brainscale.workflows.interface_utils import out_path
 
 HEMISPHERE_STRUCTURES = {"L": "CortexLeft", "R": "CortexRight"}
 SURFACE_KINDS = {"white": "GrayWhite", "pial": "Pial"}
@@ -115,6 +116,7 @@ class CorticalSurfaces(SimpleInterface):
     output_spec = _SurfacesOutputSpec
 
     def _run_interface(self, runtime):
+        from brainscale.resources import get_atlas, get_non_cortical_mask
         from brainscale.workflows.anat.images import like
         from brainscale.workflows.anat.normalization import apply_displacement
         from brainscale.workflows.anat.surface_thickness import (
@@ -123,8 +125,6 @@ class CorticalSurfaces(SimpleInterface):
             template_cerebrum_maps,
         )
         from brainscale.workflows.anat.thickness import COARSE_VOXEL_MM
-
-        from brainscale.resources import get_atlas, get_non_cortical_mask
 
         dseg = nib.load(self.inputs.dseg)
         gm, wm, csf = (nib.load(f).get_fdata(dtype=np.float32) for f in self.inputs.tpms)
@@ -208,6 +208,7 @@ class SurfaceMorphometry(SimpleInterface):
 
     def _run_interface(self, runtime):
         import pandas as pd
+
         from brainscale.workflows.anat.morphometry import SURFACE_UNITS
         from brainscale.workflows.anat.surface_thickness import (
             global_surface_measures,

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
 from brainscale.workflows.anat import surfaces
 from brainscale.workflows.anat.images import bounding_box
 from brainscale.workflows.anat.laplace_thickness import GM, WM, sulcal_ridge
-from scipy import ndimage
-from scipy.spatial import cKDTree
 
 MAX_THICKNESS_MM = 5.0
 CORTEX_DISTANCE_MM = 2.0

@@ -24,6 +24,7 @@ from __future__ import annotations
 import ants
 import nibabel as nib
 import numpy as np
+
 from brainscale.workflows.anat.images import bounding_box, like, to_ants
 
 COARSE_VOXEL_MM = 1.2
@@ -96,9 +97,8 @@ def native_non_cortical(dseg: nib.spatialimages.SpatialImage,
 
     Returns ``None`` when no atlas provides the mask.
     """
-    from brainscale.workflows.anat.normalization import apply_displacement
-
     from brainscale.resources import get_non_cortical_mask
+    from brainscale.workflows.anat.normalization import apply_displacement
 
     template_mask = get_non_cortical_mask()
     if template_mask is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ants
 import nibabel as nib
 import numpy as np
+
 from brainscale.workflows.anat.images import like, to_ants, to_nibabel
 from brainscale.workflows.anat.normalization import apply_displacement
 

@@ -6,6 +6,10 @@ The methods boilerplate of this workflow, with citations, is in
 
 from __future__ import annotations
 
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from brainscale.resources import TEMPLATE_SPACE
 from brainscale.workflows.anat.interfaces import (
     AtlasToNative,
     BiasFieldCorrection,
@@ -20,10 +24,6 @@ from brainscale.workflows.anat.interfaces import (
 )
 from brainscale.workflows.anat.surface_interfaces import CorticalSurfaces, SurfaceMorphometry
 from brainscale.workflows.qc_interfaces import T1wIQMs
-from nipype.interfaces import utility as niu
-from nipype.pipeline import engine as pe
-
-from brainscale.resources import TEMPLATE_SPACE
 
 OUTPUT_FIELDS = ["t1w_preproc", "t1w_mask", "t1w_dseg", "t1w_tpms", "anat2std_xfm",
                  "std2anat_xfm", "std_t1w", "atlas_native"]

@@ -5,11 +5,12 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
+from dipy.denoise.gibbs import gibbs_removal
+from scipy import ndimage
+
 from brainscale.workflows.dwi.mppca import mppca
 from brainscale.workflows.dwi.parallel import fork_map
 from brainscale.workflows.dwi.reference import brain_mask, mean_b0
-from dipy.denoise.gibbs import gibbs_removal
-from scipy import ndimage
 
 DENOISE_METHODS = ("mppca", "patch2self", "none")
 """Accepted values of ``method`` in :func:`denoise_dwi`."""

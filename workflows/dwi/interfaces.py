@@ -10,10 +10,6 @@ import os
 
 import nibabel as nib
 import numpy as np
-from brainscale.workflows.dwi import gradients, motion, reference, registration, sdc
-from brainscale.workflows.dwi.denoise import DENOISE_METHODS, denoise_series
-from brainscale.workflows.dwi.tensor import TENSOR_PARAMS, TENSOR_UNITS, fit_tensor
-from brainscale.workflows.interface_utils import out_path, save_image
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -27,6 +23,10 @@ from nipype.interfaces.base import (
 
 from brainscale.errors import InputDataError
 from brainscale.resources import get_atlas, get_template, get_template_mask, save_resource
+from brainscale.workflows.dwi import gradients, motion, reference, registration, sdc
+from brainscale.workflows.dwi.denoise import DENOISE_METHODS, denoise_series
+from brainscale.workflows.dwi.tensor import TENSOR_PARAMS, TENSOR_UNITS, fit_tensor
+from brainscale.workflows.interface_utils import out_path, save_image
 
 
 def load_series(dwi_file: str, bval_file: str, bvec_file: str):

@@ -27,6 +27,7 @@ import itertools
 import math
 
 import numpy as np
+
 from brainscale.workflows.dwi.gradients import B0_THRESHOLD, detect_shells
 from brainscale.workflows.func.iqms import fd_summary
 

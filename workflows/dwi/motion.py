@@ -20,6 +20,8 @@ from functools import partial
 import ants
 import numpy as np
 import pandas as pd
+from scipy import ndimage
+
 from brainscale.workflows.dwi.gradients import (
     B0_THRESHOLD,
     make_gradient_table,
@@ -28,7 +30,6 @@ from brainscale.workflows.dwi.gradients import (
 )
 from brainscale.workflows.dwi.parallel import fork_map
 from brainscale.workflows.dwi.reference import brain_mask
-from scipy import ndimage
 
 MOTION_COLUMNS = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
 """fMRIPrep confound names of the six rigid-body parameters (mm, radians)."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from brainscale.workflows.dwi.gradients import B0_THRESHOLD, detect_shells, make_gradient_table
-from brainscale.workflows.dwi.parallel import fork_map
 from dipy.reconst.csdeconv import ConstrainedSphericalDeconvModel, response_from_mask_ssst
 from dipy.reconst.shm import CsaOdfModel
+
+from brainscale.workflows.dwi.gradients import B0_THRESHOLD, detect_shells, make_gradient_table
+from brainscale.workflows.dwi.parallel import fork_map
 
 MAX_SH_ORDER = 8
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import ants
 import numpy as np
-from brainscale.workflows.dwi.gradients import B0_THRESHOLD
 from dipy.segment.mask import median_otsu
 from scipy import ndimage
+
+from brainscale.workflows.dwi.gradients import B0_THRESHOLD
 
 
 def mean_b0(data: np.ndarray, bvals: np.ndarray) -> np.ndarray:

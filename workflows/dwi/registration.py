@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import ants
 import nibabel as nib
 import numpy as np
+
 from brainscale.workflows.anat.images import ants_registration
 
 

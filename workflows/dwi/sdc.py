@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from brainscale.workflows.dwi.reference import mean_b0
 from scipy import ndimage
+
+from brainscale.workflows.dwi.reference import mean_b0
 
 PE_AXES = {"i": 0, "j": 1, "k": 2}
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from brainscale.workflows.dwi.gradients import make_gradient_table
 from dipy.reconst.dti import TensorModel, color_fa
+
+from brainscale.workflows.dwi.gradients import make_gradient_table
 
 TENSOR_PARAMS = ("fa", "md", "ad", "rd")
 """Scalar maps written as ``_model-tensor_param-<p>_dwimap``."""

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from brainscale.workflows.dwi.parallel import fork_map
 from dipy.data import default_sphere
 from dipy.direction import DeterministicMaximumDirectionGetter, ProbabilisticDirectionGetter
 from dipy.io.stateful_tractogram import Space, StatefulTractogram
@@ -20,6 +19,8 @@ from dipy.tracking.stopping_criterion import CmcStoppingCriterion, ThresholdStop
 from dipy.tracking.streamline import Streamlines, length
 from dipy.tracking.utils import seeds_from_mask
 from scipy import ndimage
+
+from brainscale.workflows.dwi.parallel import fork_map
 
 TRACKERS = ("deterministic", "probabilistic")
 

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from dipy.tracking.streamline import Streamlines
+
 from brainscale.workflows.dwi.odf import fit_orientation_model
 from brainscale.workflows.dwi.tracking import (
     fa_stopping_criterion,
@@ -20,7 +22,6 @@ from brainscale.workflows.dwi.tracking import (
     tissue_stopping_criterion,
     track,
 )
-from dipy.tracking.streamline import Streamlines
 
 TRACTOGRAM_DESCS = {"deterministic": "det", "probabilistic": "prob"}
 """``desc-`` label of the tractogram of each tracker, in the order they are made."""

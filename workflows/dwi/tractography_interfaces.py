@@ -7,10 +7,6 @@ import os
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from brainscale.workflows.dwi import connectome, figures
-from brainscale.workflows.dwi.interfaces import SeriesInputSpec, load_series, out_path, voxel_size
-from brainscale.workflows.dwi.tracking import load_trx, save_trx
-from brainscale.workflows.dwi.tractography import reconstruct_tractograms
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -21,6 +17,11 @@ from nipype.interfaces.base import (
     isdefined,
     traits,
 )
+
+from brainscale.workflows.dwi import connectome, figures
+from brainscale.workflows.dwi.interfaces import SeriesInputSpec, load_series, out_path, voxel_size
+from brainscale.workflows.dwi.tracking import load_trx, save_trx
+from brainscale.workflows.dwi.tractography import reconstruct_tractograms
 
 
 class _TractographyInputSpec(SeriesInputSpec):

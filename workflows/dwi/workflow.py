@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nipype.interfaces.utility import Function, IdentityInterface
+from nipype.pipeline import engine as pe
+
 from brainscale.workflows.derivatives_sink import DerivativesDataSink
 from brainscale.workflows.dwi.interfaces import (
     CorrectDistortionAndCombine,
@@ -24,8 +27,6 @@ from brainscale.workflows.dwi.tractography_interfaces import (
     Tractography,
 )
 from brainscale.workflows.qc_interfaces import DwiIQMs
-from nipype.interfaces.utility import Function, IdentityInterface
-from nipype.pipeline import engine as pe
 
 INPUT_FIELDS = ["t1w_preproc", "t1w_mask", "t1w_dseg", "t1w_tpms", "anat2std_xfm", "std2anat_xfm"]
 OUTPUT_FIELDS = [

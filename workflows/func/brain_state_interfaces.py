@@ -4,15 +4,6 @@ from __future__ import annotations
 
 import nibabel as nib
 import pandas as pd
-from brainscale.workflows.func import decoding, decoding_models
-from brainscale.workflows.func.decoding_analysis import SEQUENCE_MODEL, RunData, decode_runs
-from brainscale.workflows.func.decoding_features import (
-    decoding_features,
-    n_nonsteady_from_confounds,
-)
-from brainscale.workflows.func.glm import read_events
-from brainscale.workflows.func.motion import MOTION_COLUMNS
-from brainscale.workflows.interface_utils import out_path, save_image
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -22,6 +13,15 @@ from nipype.interfaces.base import (
 )
 
 from brainscale.errors import InputDataError
+from brainscale.workflows.func import decoding, decoding_models
+from brainscale.workflows.func.decoding_analysis import SEQUENCE_MODEL, RunData, decode_runs
+from brainscale.workflows.func.decoding_features import (
+    decoding_features,
+    n_nonsteady_from_confounds,
+)
+from brainscale.workflows.func.glm import read_events
+from brainscale.workflows.func.motion import MOTION_COLUMNS
+from brainscale.workflows.interface_utils import out_path, save_image
 
 
 def _tsv(frame: pd.DataFrame, path: str) -> str:
@@ -68,9 +68,8 @@ class DecodeConditions(SimpleInterface):
     output_spec = _DecodeOutputSpec
 
     def _run_interface(self, runtime):
-        from brainscale.workflows.func.figures_decoding import plot_decoding
-
         from brainscale.resources import get_atlas
+        from brainscale.workflows.func.figures_decoding import plot_decoding
 
         inputs = self.inputs
         atlas = get_atlas(inputs.atlas_name)

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from brainscale.workflows.derivatives_sink import DerivativesDataSink
-from brainscale.workflows.func import decoding_models
-from brainscale.workflows.func.brain_state_interfaces import DecodeConditions
 from nipype.interfaces.utility import IdentityInterface
 from nipype.pipeline import engine as pe
 
 from brainscale.resources import TEMPLATE_SPACE
+from brainscale.workflows.derivatives_sink import DerivativesDataSink
+from brainscale.workflows.func import decoding_models
+from brainscale.workflows.func.brain_state_interfaces import DecodeConditions
 
 METHODS = (
     "Task conditions were decoded within each run: activity patterns per trial from "
@@ -177,11 +177,11 @@ def decoding_problem(events_file: str, conditions: list[str] | tuple[str, ...] =
     """
     import nibabel as nib
     import numpy as np
+
+    from brainscale.errors import InputDataError
     from brainscale.workflows.func.decoding import Patterns, select_events, time_respecting_folds
     from brainscale.workflows.func.decoding_analysis import default_n_folds
     from brainscale.workflows.func.glm import read_events
-
-    from brainscale.errors import InputDataError
 
     try:
         events = select_events(read_events(events_file), list(conditions) or None)

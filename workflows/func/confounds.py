@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from brainscale.workflows.func.motion import MOTION_COLUMNS
 from scipy import ndimage
+
+from brainscale.workflows.func.motion import MOTION_COLUMNS
 
 HEAD_RADIUS_MM = 50.0
 """Radius converting rotations to displacements in Power's framewise displacement."""

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from brainscale.workflows.func.denoise import denoise_timeseries, fit_strategy, select_confounds
 from nilearn.image import resample_to_img
 from scipy import sparse
 from sklearn.covariance import LedoitWolf
+
+from brainscale.workflows.func.denoise import denoise_timeseries, fit_strategy, select_confounds
 
 MEASURES = ("PearsonCorrelation", "PartialCorrelation")
 

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from brainscale.workflows.func.confounds import cosine_basis
 from nilearn.glm.first_level import compute_regressor
 
 from brainscale.errors import InputDataError
+from brainscale.workflows.func.confounds import cosine_basis
 
 HRF_LENGTH_S = 16.0
 """Default gap between training and test samples: the canonical HRF's main response

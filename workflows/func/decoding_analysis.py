@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
 from brainscale.workflows.func import decoding, decoding_models
 
 SEQUENCE_MODEL = "tcn"

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from brainscale.workflows.func.connectivity import parcel_timeseries
 from nilearn.image import resample_to_img
 
 from brainscale.errors import InputDataError
+from brainscale.workflows.func.connectivity import parcel_timeseries
 
 DECODE_SPACES = ("parcels", "voxels")
 VENTRAL_TEMPORAL_REGIONS = ("fusiform", "parahippocampal", "inferiortemporal", "lingual")

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from brainscale.workflows.func.decoding import Patterns
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from brainscale.workflows.func.decoding import Patterns
 
 LINEAR_MODELS = ("linsvm", "logreg")
 MODELS = ("linsvm", "logreg", "rf")

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from brainscale.workflows.func.motion import MOTION_COLUMNS
 from nilearn import signal
 
 from brainscale.errors import InputDataError
+from brainscale.workflows.func.motion import MOTION_COLUMNS
 
 DEFAULT_DENOISE_STRATEGY = "36P"
 MIN_DEGREES_OF_FREEDOM = 10

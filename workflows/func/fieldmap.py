@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
+
 from brainscale.workflows.func import reference, registration, sdc
 from brainscale.workflows.func.resample import grid_points, resample_series
-from scipy import ndimage
 
 
 def magnitude_masks(magnitude: nib.spatialimages.SpatialImage

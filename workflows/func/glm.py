@@ -7,10 +7,10 @@ import re
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from brainscale.workflows.func.motion import MOTION_COLUMNS
 from nilearn.glm.first_level import FirstLevelModel
 
 from brainscale.errors import InputDataError
+from brainscale.workflows.func.motion import MOTION_COLUMNS
 
 
 def read_events(events_file: str) -> pd.DataFrame:

@@ -8,6 +8,17 @@ import os
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    OutputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+
 from brainscale.workflows.func import confounds as confounds_mod
 from brainscale.workflows.func import (
     connectivity,
@@ -22,17 +33,6 @@ from brainscale.workflows.func.motion import MOTION_COLUMNS, estimate_head_motio
 from brainscale.workflows.func.resample import resample_to_grid
 from brainscale.workflows.func.slice_timing import slice_timing_plan
 from brainscale.workflows.interface_utils import out_path, save_image
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    InputMultiObject,
-    OutputMultiObject,
-    SimpleInterface,
-    TraitedSpec,
-    isdefined,
-    traits,
-)
-
 from brainscale.writers import write_tsv
 
 LOGGER = logging.getLogger("brainscale")

@@ -33,8 +33,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from brainscale.workflows.anat.iqms import efc, fber, fwhm, snr
 from scipy import ndimage, stats
+
+from brainscale.workflows.anat.iqms import efc, fber, fwhm, snr
 
 FD_THRESHOLD_MM = 0.2
 """MRIQC's default FD threshold for ``fd_num`` / ``fd_perc`` (mm)."""

@@ -8,6 +8,7 @@ import tempfile
 import ants
 import nibabel as nib
 import numpy as np
+
 from brainscale.workflows.anat.images import ants_registration
 
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
-from brainscale.workflows.func import sdc
-from brainscale.workflows.func.slice_timing import correct_slice_timing, slice_timing_plan
 from nilearn.image import resample_to_img
 from scipy import ndimage
+
+from brainscale.workflows.func import sdc
+from brainscale.workflows.func.slice_timing import correct_slice_timing, slice_timing_plan
 
 _LPS_SIGN = np.array([-1.0, -1.0, 1.0])
 

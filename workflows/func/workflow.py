@@ -10,16 +10,16 @@ import logging
 import re
 from pathlib import Path
 
-from brainscale.workflows.derivatives_sink import DerivativesDataSink
-from brainscale.workflows.func import interfaces as fi
-from brainscale.workflows.func.denoise import DEFAULT_DENOISE_STRATEGY, parse_strategy
-from brainscale.workflows.func.sdc import total_readout_time
-from brainscale.workflows.qc_interfaces import BoldIQMs
 from nipype.interfaces.utility import IdentityInterface
 from nipype.pipeline import engine as pe
 
 from brainscale.errors import InputDataError, UsageError
 from brainscale.resources import TEMPLATE_SPACE
+from brainscale.workflows.derivatives_sink import DerivativesDataSink
+from brainscale.workflows.func import interfaces as fi
+from brainscale.workflows.func.denoise import DEFAULT_DENOISE_STRATEGY, parse_strategy
+from brainscale.workflows.func.sdc import total_readout_time
+from brainscale.workflows.qc_interfaces import BoldIQMs
 
 INPUT_FIELDS = ("t1w_preproc", "t1w_mask", "t1w_dseg", "t1w_tpms", "anat2std_xfm",
                 "std2anat_xfm")

@@ -18,6 +18,19 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import (
+    balanced_accuracy_score,
+    mean_absolute_error,
+)
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.svm import LinearSVC, LinearSVR
+from tqdm.auto import tqdm
+
+from brainscale.errors import InputDataError
 from brainscale.workflows.group.classify_combat import FoldComBat, float_values
 from brainscale.workflows.group.classify_cv import (
     nested_predictions,
@@ -46,19 +59,6 @@ from brainscale.workflows.group.models import (
     TorchMLPClassifier,
     TorchMLPRegressor,
 )
-from sklearn.base import clone
-from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import (
-    balanced_accuracy_score,
-    mean_absolute_error,
-)
-from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import Pipeline
-from sklearn.svm import LinearSVC, LinearSVR
-from tqdm.auto import tqdm
-
-from brainscale.errors import InputDataError
 
 CLASSIFIERS = ("logreg", "linsvm", "rf", "mlp", "brainnetcnn")
 REGRESSORS = ("ridge", "linsvr", "rf", "mlp", "brainnetcnn")

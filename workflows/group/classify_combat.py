@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from brainscale.workflows.group.covariates import covariates_of
-from brainscale.workflows.group.harmonize import ComBat
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from brainscale.errors import InputDataError
+from brainscale.workflows.group.covariates import covariates_of
+from brainscale.workflows.group.harmonize import ComBat
 
 
 def float_values(table: pd.DataFrame) -> np.ndarray:

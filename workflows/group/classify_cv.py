@@ -13,13 +13,13 @@ import os
 
 import numpy as np
 import pandas as pd
-from brainscale.workflows.group.classify_search import subset_params
 from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.model_selection import KFold, LeaveOneGroupOut, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from brainscale.errors import InputDataError
+from brainscale.workflows.group.classify_search import subset_params
 
 LEAVE_SITE_OUT = "leave-site-out"
 

@@ -31,6 +31,12 @@ of the feature table), plus the ``(n_vectors, n_features)`` statistics.
 from __future__ import annotations
 
 import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import clone
+from sklearn.metrics import get_scorer
+from sklearn.model_selection import ParameterGrid
+from tqdm.auto import tqdm
+
 from brainscale.workflows.group.classify_combat import float_values
 from brainscale.workflows.group.classify_cv import fold_workers
 from brainscale.workflows.group.classify_search import (
@@ -42,11 +48,6 @@ from brainscale.workflows.group.classify_search import (
     subset_params,
     top_k_support,
 )
-from joblib import Parallel, delayed
-from sklearn.base import clone
-from sklearn.metrics import get_scorer
-from sklearn.model_selection import ParameterGrid
-from tqdm.auto import tqdm
 
 
 def _rows(X, index):

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from brainscale.workflows.func import decoding_models
 from brainscale.workflows.func.decoding import Patterns, concat_patterns, time_respecting_folds
 from brainscale.workflows.group.collect import parse_entities
-
 from brainscale.writers import write_tsv
 
 MAX_GROUP_FOLDS = 10

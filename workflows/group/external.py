@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from brainscale.errors import InputDataError
 from brainscale.workflows.group.collect import (
     KEY_COLUMNS,
     NO_SESSION,
@@ -49,8 +51,6 @@ from brainscale.workflows.group.collect import (
     connectomes_from_matrices,
     parse_entities,
 )
-
-from brainscale.errors import InputDataError
 
 _ATLAS_KEYS = ("atlas", "seg")
 _MEAS_KEYS = ("meas", "stat", "measure")

@@ -28,6 +28,9 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
+
+from brainscale.errors import InputDataError
 from brainscale.workflows.group.graph_communities import (
     louvain_communities,
     participation_coefficient,
@@ -43,9 +46,6 @@ from brainscale.workflows.group.graph_measures import (
     strength,
 )
 from brainscale.workflows.group.graph_random import small_worldness
-from joblib import Parallel, delayed
-
-from brainscale.errors import InputDataError
 
 ThresholdMode = Literal["proportional", "absolute"]
 NegativeWeights = Literal["zero", "absolute"]

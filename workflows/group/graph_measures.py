@@ -21,6 +21,7 @@ undirected graphs. Neural Comput 29:313-331.
 from __future__ import annotations
 
 import numpy as np
+
 from brainscale.workflows.group.graph_paths import neighbourhood_efficiency, shortest_path_lengths
 
 

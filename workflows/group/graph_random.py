@@ -24,6 +24,7 @@ for determining canonical network equivalence. PLoS ONE 3:e0002051.
 from __future__ import annotations
 
 import numpy as np
+
 from brainscale.workflows.group.graph_measures import (
     clustering_coefficient,
     connection_lengths,

@@ -35,6 +35,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError
+
+from brainscale.errors import InputDataError
 from brainscale.workflows.group.combat_estimation import (
     nonparametric_adjustments,
     parametric_adjustments,
@@ -46,10 +50,6 @@ from brainscale.workflows.group.combat_persistence import (
     write_combat_model,
 )
 from brainscale.workflows.group.covariates import covariates_of, validated_tables
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.exceptions import NotFittedError
-
-from brainscale.errors import InputDataError
 
 #: Bytes of float64 working memory per block of features (cache-sized blocks make
 #: fit and transform 2-3x faster than 64 MB ones on 10,000 x 79,800 tables).

@@ -27,6 +27,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
+
+from brainscale.errors import InputDataError
+from brainscale.resources import TEMPLATE_SPACE
 from brainscale.workflows.group.classify import infer_task
 from brainscale.workflows.group.classify_combat import FoldComBat
 from brainscale.workflows.group.classify_cv import nested_predictions, outer_splits
@@ -46,11 +51,6 @@ from brainscale.workflows.group.voxel_inputs import (
     gather_voxel_maps,
     parse_voxel_kind,
 )
-from sklearn.base import clone
-from sklearn.pipeline import Pipeline
-
-from brainscale.errors import InputDataError
-from brainscale.resources import TEMPLATE_SPACE
 from brainscale.writers import write_tsv
 
 HARMONIZATIONS = ("combat", "intensity", "none")

@@ -32,14 +32,15 @@ import math
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.model_selection import train_test_split
+from torch import nn
+
 from brainscale.workflows.group.models import (
     _TorchClassifier,
     _TorchEstimator,
     _TorchRegressor,
     resolve_device,
 )
-from sklearn.model_selection import train_test_split
-from torch import nn
 
 #: Rows whose voxels are standardized together when the training statistics are computed.
 STATS_BLOCK_ROWS = 256

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from brainscale.errors import InputDataError, NoInputError, UsageError
 from brainscale.workflows.group.classify import CLASSIFIERS, REGRESSORS
 from brainscale.workflows.group.collect import (
     KEY_COLUMNS,
@@ -23,8 +25,6 @@ from brainscale.workflows.group.collect import (
 from brainscale.workflows.group.covariates import split_covariate_types
 from brainscale.workflows.group.external import merge_group_data, read_external_derivatives
 from brainscale.workflows.group.phenotype import head_size_covariate
-
-from brainscale.errors import InputDataError, NoInputError, UsageError
 
 
 def read_participants(path: Path) -> pd.DataFrame:

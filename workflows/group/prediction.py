@@ -16,6 +16,8 @@ from pathlib import Path
 
 import joblib
 import pandas as pd
+
+from brainscale.derivatives import atomic_write
 from brainscale.workflows.group.classify import (
     CLASSIFIERS,
     REGRESSORS,
@@ -26,8 +28,6 @@ from brainscale.workflows.group.classify import (
 from brainscale.workflows.group.inputs import finite_rows, split_covariates, with_head_size
 from brainscale.workflows.group.models import save_torch_model
 from brainscale.workflows.group.report import ClassifierSummary, plot_evaluation
-
-from brainscale.derivatives import atomic_write
 from brainscale.writers import write_tsv
 
 TORCH_MODELS = ("mlp", "brainnetcnn")

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from brainscale.workflows.group.collect import KEY_COLUMNS, NO_SESSION, confounds_qc, parse_entities
 
 from brainscale.errors import InputDataError, UsageError
+from brainscale.workflows.group.collect import KEY_COLUMNS, NO_SESSION, confounds_qc, parse_entities
 
 HIGH, LOW, BOTH = "high", "low", "both"
 """Which side of a metric is bad: ``HIGH`` (large values are bad), ``LOW``, ``BOTH``."""

@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
 from brainscale.workflows.group.qc import QC_METRICS, QCResult, metrics_of  # noqa: E402
 
 TITLES = {"anat": "T1w", "func": "BOLD", "dwi": "DWI"}

@@ -21,6 +21,8 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
+
+from brainscale.errors import InputDataError
 from brainscale.workflows.group.classify import infer_task, site_predictability
 from brainscale.workflows.group.collect import KEY_COLUMNS
 from brainscale.workflows.group.decoding import group_decoding, sites_of
@@ -51,8 +53,6 @@ from brainscale.workflows.group.report import (
     render_group_report,
 )
 from brainscale.workflows.group.states import dynamic_state_features, render_brain_states
-
-from brainscale.errors import InputDataError
 from brainscale.writers import write_tsv
 
 #: The default phenotype columns: roles found through aliases, skipped with a note if absent.

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from brainscale.workflows.group.models import _TorchClassifier
 from torch import nn
+
+from brainscale.workflows.group.models import _TorchClassifier
 
 
 class TemporalConvNetwork(nn.Module):

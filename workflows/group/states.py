@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from brainscale.workflows.func import dynamic_connectivity as dfc
-from brainscale.workflows.group.collect import KEY_COLUMNS, NO_SESSION, parse_entities
 
 from brainscale.errors import InputDataError
+from brainscale.workflows.func import dynamic_connectivity as dfc
+from brainscale.workflows.group.collect import KEY_COLUMNS, NO_SESSION, parse_entities
 from brainscale.writers import write_text, write_tsv
 
 _PREFIX = re.compile(r"^(.*?)_atlas-")

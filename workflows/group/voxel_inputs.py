@@ -24,12 +24,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from brainscale.workflows.group.collect import KEY_COLUMNS, NO_SESSION, parse_entities
 from scipy.ndimage import gaussian_filter
 
 from brainscale.derivatives import atomic_write, write_json
 from brainscale.errors import InputDataError
 from brainscale.resources import TEMPLATE_SPACE, get_template_mask
+from brainscale.workflows.group.collect import KEY_COLUMNS, NO_SESSION, parse_entities
 from brainscale.writers import save_nifti
 
 #: Kinds of MNI-space maps: name -> (datatype, suffix, required entities).

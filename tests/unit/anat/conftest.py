@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from brainscale.workflows.anat.workflow import init_anat_wf
 
 

@@ -12,6 +12,7 @@ is known exactly:
 import nibabel as nib
 import numpy as np
 import pytest
+
 from brainscale.workflows.anat.bias import correct_bias_field
 from brainscale.workflows.anat.brain_extraction import detect_skull_stripped
 from brainscale.workflows.anat.conform import conform_t1w

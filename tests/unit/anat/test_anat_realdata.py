@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+
 from brainscale.workflows.anat.interfaces import embedded_template
 from brainscale.workflows.anat.normalization import apply_displacement
 

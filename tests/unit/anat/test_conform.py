@@ -1,9 +1,9 @@
 import nibabel as nib
 import numpy as np
 import pytest
-from brainscale.workflows.anat.conform import conform_t1w, obliquity_degrees, select_reference_t1w
 
 from brainscale.errors import InputDataError
+from brainscale.workflows.anat.conform import conform_t1w, obliquity_degrees, select_reference_t1w
 
 
 def _img(data, affine=None):

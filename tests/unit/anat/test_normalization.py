@@ -8,6 +8,8 @@ import nibabel as nib
 import nibabel.processing
 import numpy as np
 import pytest
+
+from brainscale.resources import get_template, get_template_mask, get_template_probseg
 from brainscale.workflows.anat.images import TemplateImages, to_ants, to_nibabel
 from brainscale.workflows.anat.normalization import (
     affine_matrix,
@@ -17,8 +19,6 @@ from brainscale.workflows.anat.normalization import (
     normalize_to_template,
     register_brain_to_template,
 )
-
-from brainscale.resources import get_template, get_template_mask, get_template_probseg
 
 
 def _known_affine(scale: float = 1.08):
@@ -133,8 +133,9 @@ def test_full_head_normalization_recovers_a_known_affine(tmp_path, scale):
     scales (a single start at the template's size stopped in a wrong optimum on a
     real head stored 10 % smaller).
     """
-    from brainscale.workflows.anat.brain_extraction import pseudo_head_template
     from scipy import ndimage
+
+    from brainscale.workflows.anat.brain_extraction import pseudo_head_template
 
     template = _template_images(2.0)
     head = pseudo_head_template(template)

@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+
 from brainscale.workflows.anat.morphometry import global_measures, regional_measures
 from brainscale.workflows.anat.segmentation import classify_tissues, discrete_segmentation
 

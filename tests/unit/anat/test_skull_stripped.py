@@ -7,6 +7,7 @@ and the same brain stripped by a provider (background exactly 0, no scalp or sku
 import nibabel as nib
 import numpy as np
 import pytest
+
 from brainscale.workflows.anat.brain_extraction import (
     detect_skull_stripped,
     skull_stripped_status,

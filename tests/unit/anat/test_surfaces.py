@@ -8,6 +8,7 @@ the Laplace streamlines reached their 6 mm cap on a fifth of the cortex.
 import nibabel as nib
 import numpy as np
 import pytest
+
 from brainscale.workflows.anat import surfaces
 from brainscale.workflows.anat.surface_interfaces import (
     load_shape,

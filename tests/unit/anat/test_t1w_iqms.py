@@ -5,8 +5,9 @@ import math
 import nibabel as nib
 import numpy as np
 import pytest
-from brainscale.workflows.anat import iqms
 from scipy import ndimage
+
+from brainscale.workflows.anat import iqms
 
 SHAPE = (64, 64, 64)
 INTENSITY = {"scalp": 300.0, "csf": 100.0, "gm": 400.0, "wm": 600.0}

@@ -3,6 +3,7 @@
 import nibabel as nib
 import numpy as np
 import pytest
+
 from brainscale.workflows.anat.laplace_thickness import laplace_thickness, sulcal_ridge
 from brainscale.workflows.anat.thickness import cortical_thickness, direct_thickness
 

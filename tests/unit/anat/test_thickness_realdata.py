@@ -17,6 +17,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+
 from brainscale.workflows.anat.surface_interfaces import load_shape, load_surface
 from brainscale.workflows.anat.surface_thickness import MAX_THICKNESS_MM
 

@@ -6,6 +6,7 @@ import ants
 import nibabel as nib
 import numpy as np
 import pytest
+
 from brainscale.workflows.anat.images import to_ants
 from brainscale.workflows.anat.normalization import apply_displacement
 from brainscale.workflows.anat.vbm import jacobian_determinant, modulated_gm

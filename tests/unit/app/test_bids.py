@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from brainscale.bids_app import bids
 
+from brainscale.bids_app import bids
 from brainscale.errors import (
     BIDSValidationError,
     InputDataError,

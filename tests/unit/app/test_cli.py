@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from brainscale import __version__
 from brainscale.bids_app.cli import parse_args
 from brainscale.bids_app.config import Config
 from brainscale.bids_app.run import main
-
-from brainscale import __version__
 from brainscale.errors import ExitCode, UnknownAnalysisLevelError, UsageError
 
 REPO = Path(__file__).resolve().parents[3]

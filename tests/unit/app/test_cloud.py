@@ -14,7 +14,6 @@ boto3 = pytest.importorskip("boto3")
 
 from brainscale.bids_app import cloud  # noqa: E402
 from brainscale.bids_app.run import main  # noqa: E402
-
 from brainscale.errors import NoInputError, UsageError  # noqa: E402
 
 BUCKET = "brainscale-test"
@@ -240,6 +239,7 @@ def test_batch_job_definition_matches_the_aws_api_and_the_cli():
     """The example job definition is a valid RegisterJobDefinition request and a valid run."""
     import botocore.session
     from botocore.validate import ParamValidator
+
     from brainscale.bids_app.cli import parse_args
 
     definition = json.loads(JOB_DEFINITION.read_text())

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from brainscale.bids_app.config import Config, write_config
 
+from brainscale.bids_app.config import Config, write_config
 from brainscale.errors import UsageError
 
 

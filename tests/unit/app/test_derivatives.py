@@ -7,7 +7,6 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
-from brainscale.workflows.derivatives_sink import DerivativesDataSink
 from nipype.pipeline import engine as pe
 
 from brainscale.derivatives import (
@@ -17,6 +16,7 @@ from brainscale.derivatives import (
     write_dataset_description,
 )
 from brainscale.errors import UsageError
+from brainscale.workflows.derivatives_sink import DerivativesDataSink
 
 
 def test_build_path_orders_entities_like_bids():

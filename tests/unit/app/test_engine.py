@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from nipype.interfaces.utility import Function, IdentityInterface
+from nipype.pipeline import engine as pe
+
 from brainscale.workflows.engine import (
     ExecutionPlan,
     WorkflowFailedError,
@@ -12,8 +15,6 @@ from brainscale.workflows.engine import (
     plan_execution,
     run_workflow,
 )
-from nipype.interfaces.utility import Function, IdentityInterface
-from nipype.pipeline import engine as pe
 
 
 def _append_line(counter_dir, value):
@@ -98,7 +99,6 @@ def test_sigterm_inside_a_main_process_node_stops_the_graph(tmp_path, plan):
     import signal
 
     from brainscale.bids_app.parallel import install_signal_handlers
-
     from brainscale.errors import RunInterrupted, forget_interruption
 
     wf = _graph(tmp_path, 4)

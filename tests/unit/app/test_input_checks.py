@@ -7,6 +7,7 @@ import gzip
 import nibabel as nib
 import numpy as np
 import pytest
+
 from brainscale.bids_app import bids
 from brainscale.bids_app.input_checks import (
     find_malformed_sidecars,

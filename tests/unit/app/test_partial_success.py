@@ -10,18 +10,18 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+
 from brainscale.bids_app.participant_run import (
     ParticipantOutcome,
     _failed_parts,
     summarize_outcomes,
 )
+from brainscale.errors import ExitCode, InputDataError
 from brainscale.workflows.engine import NodeFailure, WorkflowFailedError
 from brainscale.workflows.func.confounds import compute_confounds, expand_terms
 from brainscale.workflows.func.denoise import degrees_of_freedom, denoise_timeseries, fit_strategy
 from brainscale.workflows.func.motion import MOTION_COLUMNS
 from brainscale.workflows.participant import GraphPart
-
-from brainscale.errors import ExitCode, InputDataError
 
 
 def _table(n_vols: int, n_nonsteady: int = 0, n_comp: int = 5) -> pd.DataFrame:

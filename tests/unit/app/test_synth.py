@@ -8,9 +8,9 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from brainscale.bids_app.synth import SynthSpec, generate_dataset, sample
 
 from brainscale import resources
+from brainscale.bids_app.synth import SynthSpec, generate_dataset, sample
 
 
 @pytest.fixture(scope="module")

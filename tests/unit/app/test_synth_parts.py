@@ -6,6 +6,7 @@ import gzip
 
 import nibabel as nib
 import numpy as np
+
 from brainscale.bids_app.synth.bold import N_NETWORKS, network_signals
 from brainscale.bids_app.synth.dwi import tensor_eigenvalues
 from brainscale.bids_app.synth.geometry import las_grid, rigid_matrix

@@ -1,9 +1,10 @@
 """Head mask and the denoise-then-Gibbs chain of a series, against phantoms."""
 
 import numpy as np
+from scipy import ndimage
+
 from brainscale.workflows.dwi.denoise import HEAD_MASK_DILATION, denoise_series, head_mask
 from brainscale.workflows.dwi.reference import brain_mask, mean_b0
-from scipy import ndimage
 
 from .conftest import make_phantom
 

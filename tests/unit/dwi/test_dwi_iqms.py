@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from brainscale.workflows.dwi import iqms
 from brainscale.workflows.dwi.tensor import fit_tensor
 

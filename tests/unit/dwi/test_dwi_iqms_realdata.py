@@ -14,6 +14,7 @@ import json
 
 import numpy as np
 import pytest
+
 from brainscale.workflows.dwi.interfaces import load_series, voxel_size
 from brainscale.workflows.dwi.iqms import compute_dwi_iqms
 from brainscale.workflows.dwi.motion import correct_motion

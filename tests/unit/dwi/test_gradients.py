@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+
+from brainscale.errors import InputDataError
 from brainscale.workflows.dwi.gradients import (
     detect_shells,
     fsl_to_voxel_bvecs,
@@ -8,8 +10,6 @@ from brainscale.workflows.dwi.gradients import (
     rotation_part,
     voxel_to_fsl_bvecs,
 )
-
-from brainscale.errors import InputDataError
 
 
 def _write(tmp_path, bvals, bvecs):

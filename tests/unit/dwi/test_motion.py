@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
+from scipy import ndimage
+
 from brainscale.workflows.dwi.gradients import rotate_bvecs
 from brainscale.workflows.dwi.motion import correct_motion, motion_parameters
 from brainscale.workflows.dwi.tensor import angular_error_deg, fit_tensor
-from scipy import ndimage
 
 from .conftest import ZOOM, make_phantom, rotation_matrix
 

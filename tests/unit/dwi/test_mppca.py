@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
-from brainscale.workflows.dwi.mppca import classify_eigenvalues, mppca
 from dipy.denoise import localpca
+
+from brainscale.workflows.dwi.mppca import classify_eigenvalues, mppca
 
 
 def test_eigenvalue_classification_matches_dipy():

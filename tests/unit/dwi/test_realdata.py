@@ -3,6 +3,7 @@
 import nibabel as nib
 import numpy as np
 import pytest
+
 from brainscale.workflows.dwi.denoise import denoise_dwi
 from brainscale.workflows.dwi.gradients import detect_shells, fsl_to_voxel_bvecs, read_bval_bvec
 from brainscale.workflows.dwi.reference import brain_mask, mean_b0

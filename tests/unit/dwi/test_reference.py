@@ -1,11 +1,12 @@
 import numpy as np
+from scipy import ndimage
+
 from brainscale.workflows.dwi.reference import (
     b1_bias_field,
     bias_corrected_series,
     brain_mask,
     mean_b0,
 )
-from scipy import ndimage
 
 from .conftest import smooth_s0
 

@@ -4,6 +4,7 @@ import ants
 import nibabel as nib
 import numpy as np
 import pytest
+
 from brainscale.workflows.dwi.registration import register_atlases_to_dwi
 
 from .conftest import smooth_s0

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from brainscale.workflows.dwi.sdc import (
     correct_and_combine,
     displacement_to_fieldmap,

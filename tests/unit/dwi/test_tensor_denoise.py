@@ -1,7 +1,8 @@
 import numpy as np
+from scipy import ndimage
+
 from brainscale.workflows.dwi.denoise import denoise_dwi, remove_gibbs_ringing
 from brainscale.workflows.dwi.tensor import angular_error_deg, fit_tensor
-from scipy import ndimage
 
 from .conftest import REGIONS, fa_md
 

@@ -2,6 +2,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+
 from brainscale.workflows.dwi.connectome import build_connectome, streamline_lengths
 from brainscale.workflows.dwi.odf import fit_orientation_model, max_sh_order
 from brainscale.workflows.dwi.tensor import fit_tensor

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from brainscale.workflows.dwi.tensor import fit_tensor
 from brainscale.workflows.dwi.tracking import seed_points
 from brainscale.workflows.dwi.tractography import reconstruct_tractograms

@@ -7,9 +7,10 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage
+
 from brainscale.workflows.dwi.gradients import voxel_to_fsl_bvecs
 from brainscale.workflows.dwi.workflow import init_dwi_wf
-from scipy import ndimage
 
 from .conftest import REGIONS, fa_md, make_phantom
 

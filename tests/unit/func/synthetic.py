@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from brainscale.workflows.func.motion import fov_center, params_to_matrix
 from scipy import ndimage
 
 from brainscale.resources import get_template
+from brainscale.workflows.func.motion import fov_center, params_to_matrix
 
 
 def template_grid(voxel_mm: float = 4.0):

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from brainscale.workflows.func import iqms
 
 SHAPE = (32, 32, 20)

@@ -13,6 +13,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+
 from brainscale.workflows.func.confounds import framewise_displacement
 from brainscale.workflows.func.iqms import compute_bold_iqms
 from brainscale.workflows.func.motion import estimate_head_motion

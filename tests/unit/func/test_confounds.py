@@ -1,5 +1,7 @@
 import numpy as np
 import pandas as pd
+from nilearn.glm.first_level import make_first_level_design_matrix
+
 from brainscale.workflows.func.confounds import (
     compcor,
     compute_confounds,
@@ -9,7 +11,6 @@ from brainscale.workflows.func.confounds import (
     framewise_displacement,
 )
 from brainscale.workflows.func.motion import MOTION_COLUMNS
-from nilearn.glm.first_level import make_first_level_design_matrix
 
 
 def test_framewise_displacement_power():

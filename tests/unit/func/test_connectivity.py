@@ -1,6 +1,7 @@
 import nibabel as nib
 import numpy as np
 import pandas as pd
+
 from brainscale.workflows.func.connectivity import (
     atlas_connectivity,
     connectivity_matrices,

@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from brainscale.workflows.func import decoding, decoding_models
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from brainscale.errors import InputDataError
+from brainscale.workflows.func import decoding, decoding_models
 
 TR = 2.0
 CONDITIONS = ("face", "house", "body", "object")
@@ -177,9 +177,10 @@ def test_unknown_condition_is_a_clear_error():
 @pytest.mark.parametrize("model", decoding_models.LINEAR_MODELS)
 def test_row_space_fit_equals_the_full_fit(model):
     """More voxels than trials: the projected fit has the same weights and decisions."""
-    from brainscale.workflows.group.classify import build_model
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+
+    from brainscale.workflows.group.classify import build_model
 
     rng = np.random.default_rng(3)
     X = rng.standard_normal((60, 400))

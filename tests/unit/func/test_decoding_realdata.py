@@ -21,6 +21,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+
 from brainscale.workflows.func.decoding_analysis import RunData, decode_runs
 from brainscale.workflows.func.decoding_features import (
     VENTRAL_TEMPORAL_REGIONS,
@@ -35,6 +36,7 @@ CHANCE = 1 / 6
 
 def oneback_registration(bold: nib.Nifti1Image, data: np.ndarray) -> dict:
     """BOLD reference, mask, head motion and the template-to-BOLD matrix (cached)."""
+    from brainscale import resources
     from brainscale.workflows.func.motion import estimate_head_motion
     from brainscale.workflows.func.reference import (
         compute_bold_mask,
@@ -42,8 +44,6 @@ def oneback_registration(bold: nib.Nifti1Image, data: np.ndarray) -> dict:
         detect_nonsteady_states,
     )
     from brainscale.workflows.func.registration import register_boldref
-
-    from brainscale import resources
 
     cache = Path(os.environ.get("BRAINSCALE_CACHE", "/tmp/bs_cache")) / "sub01_oneback_prep.npz"
     if cache.is_file():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from brainscale.workflows.func import decoding, decoding_models
 from brainscale.workflows.group.sequence_model import TemporalConvClassifier, flatten_windows
 

@@ -14,10 +14,10 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+
 from brainscale.workflows.func import decoding
 from brainscale.workflows.func.decoding_features import _atlas_on_grid
 from brainscale.workflows.func.motion import MOTION_COLUMNS
-
 from tests.unit.func.test_decoding import TR, block_events
 
 

@@ -1,11 +1,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+
+from brainscale.errors import InputDataError
 from brainscale.workflows.func.confounds import cosine_basis, expand_terms
 from brainscale.workflows.func.denoise import denoise_timeseries, select_confounds
 from brainscale.workflows.func.motion import MOTION_COLUMNS
-
-from brainscale.errors import InputDataError
 
 
 def _confounds(n_vols=100, seed=0, outliers=(), n_nonsteady=0):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from brainscale.workflows.func import dynamic_connectivity as dfc
 from sklearn.metrics import adjusted_rand_score
+
+from brainscale.workflows.func import dynamic_connectivity as dfc
 
 TR = 2.0
 

@@ -2,6 +2,8 @@
 
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
+
 from brainscale.workflows.func.fieldmap import (
     correct_with_fieldmap,
     field_on_boldref,
@@ -9,7 +11,6 @@ from brainscale.workflows.func.fieldmap import (
     unwarp_boldref,
 )
 from brainscale.workflows.func.sdc import voxel_shift_map
-from scipy import ndimage
 
 SHAPE = (24, 26, 20)
 AFFINE = np.diag([3.0, 3.0, 3.0, 1.0])

@@ -2,11 +2,11 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from brainscale.workflows.func.glm import condition_label, fit_first_level, read_events
-from brainscale.workflows.func.motion import MOTION_COLUMNS
 from nilearn.glm.first_level import compute_regressor
 
 from brainscale.errors import InputDataError
+from brainscale.workflows.func.glm import condition_label, fit_first_level, read_events
+from brainscale.workflows.func.motion import MOTION_COLUMNS
 
 
 def test_planted_activation_is_detected(tmp_path):

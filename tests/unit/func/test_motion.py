@@ -2,13 +2,13 @@ import time
 
 import numpy as np
 import pytest
+
 from brainscale.workflows.func.motion import (
     estimate_head_motion,
     fov_center,
     matrix_to_params,
     params_to_matrix,
 )
-
 from tests.unit.func.synthetic import moved_series
 
 

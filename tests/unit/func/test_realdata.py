@@ -6,6 +6,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+
+from brainscale.errors import InputDataError
 from brainscale.workflows.func.confounds import expand_terms, framewise_displacement
 from brainscale.workflows.func.denoise import denoise_timeseries
 from brainscale.workflows.func.motion import MOTION_COLUMNS, estimate_head_motion
@@ -16,8 +18,6 @@ from brainscale.workflows.func.reference import (
 )
 from brainscale.workflows.func.resample import fill_grid, grid_points, resample_series
 from brainscale.workflows.func.slice_timing import correct_slice_timing, slice_timing_plan
-
-from brainscale.errors import InputDataError
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 

@@ -1,14 +1,14 @@
 import nibabel as nib
 import numpy as np
 import pytest
+
+from brainscale.errors import InputDataError
 from brainscale.workflows.func.reference import (
     compute_bold_mask,
     compute_boldref,
     detect_nonsteady_states,
     validate_bold,
 )
-
-from brainscale.errors import InputDataError
 from tests.unit.func.synthetic import moved_series
 
 

@@ -1,9 +1,9 @@
 import nibabel as nib
 import numpy as np
-from brainscale.workflows.func.motion import fov_center, params_to_matrix
-from brainscale.workflows.func.registration import register_boldref
 
 from brainscale.resources import get_template
+from brainscale.workflows.func.motion import fov_center, params_to_matrix
+from brainscale.workflows.func.registration import register_boldref
 from tests.unit.func.synthetic import moved_series, template_grid
 
 

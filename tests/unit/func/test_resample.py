@@ -1,6 +1,8 @@
 import ants
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
+
 from brainscale.workflows.func.registration import itk_to_ras_matrix
 from brainscale.workflows.func.resample import (
     field_of_view_mask,
@@ -13,7 +15,6 @@ from brainscale.workflows.func.resample import (
     target_brain_mask,
     target_to_boldref,
 )
-from scipy import ndimage
 
 
 def _smooth_volume(shape, seed=0):

@@ -1,5 +1,8 @@
 import numpy as np
 import pytest
+from scipy import ndimage
+
+from brainscale.errors import InputDataError
 from brainscale.workflows.func.sdc import (
     distort_points,
     pe_axis_and_sign,
@@ -7,9 +10,6 @@ from brainscale.workflows.func.sdc import (
     total_readout_time,
     voxel_shift_map,
 )
-from scipy import ndimage
-
-from brainscale.errors import InputDataError
 
 SHAPE = (40, 44, 20)
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
-from brainscale.workflows.func.slice_timing import correct_slice_timing, slice_timing_plan
 
 from brainscale.errors import InputDataError
+from brainscale.workflows.func.slice_timing import correct_slice_timing, slice_timing_plan
 
 TR = 2.0
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.model_selection import StratifiedKFold
+
+from brainscale.errors import InputDataError
 from brainscale.workflows.group.classify import (
     FoldComBat,
     bootstrap_ci,
@@ -14,9 +17,6 @@ from brainscale.workflows.group.classify import (
     permutation_p_value,
     site_predictability,
 )
-from sklearn.model_selection import StratifiedKFold
-
-from brainscale.errors import InputDataError
 
 SITE_COLS = {"site_col": "site", "covariates": ["age"]}
 MODEL_ARGS = {**SITE_COLS, "param_grid": {"C": [0.1]}}  # the default grid: other tests

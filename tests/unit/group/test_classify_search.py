@@ -5,17 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.feature_selection import f_classif, f_regression
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold, cross_val_predict
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
 from brainscale.workflows.group.classify import evaluate_model
 from brainscale.workflows.group.classify_search import (
     NestedGridSearch,
     UnivariateScreen,
     f_statistics,
 )
-from sklearn.feature_selection import f_classif, f_regression
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold, cross_val_predict
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
 
 def wide_cohort(n=90, p=400, n_effect=4, d=1.0, seed=0):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
+from brainscale.errors import InputDataError
 from brainscale.workflows.group.collect import (
     collect_group_data,
     edge_names,
@@ -12,8 +14,6 @@ from brainscale.workflows.group.collect import (
     read_connectome,
     upper_triangle,
 )
-
-from brainscale.errors import InputDataError
 
 
 def test_parse_entities_reads_every_entity_suffix_and_extension():

@@ -14,6 +14,14 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn import config_context
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import check_estimator
+
+from brainscale.errors import InputDataError
 from brainscale.workflows.group.classify_combat import FoldComBat
 from brainscale.workflows.group.classify_search import (
     ColumnScaler,
@@ -23,14 +31,6 @@ from brainscale.workflows.group.classify_search import (
 )
 from brainscale.workflows.group.harmonize import ComBat
 from brainscale.workflows.group.models import TorchMLPClassifier, TorchMLPRegressor
-from sklearn import config_context
-from sklearn.base import clone
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.utils.estimator_checks import check_estimator
-
-from brainscale.errors import InputDataError
 
 ONE_ROW_PER_BATCH = (
     "random continuous X from the checks: the batch column holds one row per batch, and ComBat "

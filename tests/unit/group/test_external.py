@@ -17,10 +17,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from brainscale.bids_app.run import main
-from brainscale.workflows.group.external import parse_derivatives_option, read_external_derivatives
 
+from brainscale.bids_app.run import main
 from brainscale.errors import InputDataError, UsageError
+from brainscale.workflows.group.external import parse_derivatives_option, read_external_derivatives
 
 REGIONS = ["7Networks_LH_Vis_1", "7Networks_LH_Vis_2", "7Networks_RH_SomMot_1", "7Networks_RH_DMN_1"]
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
+from brainscale.errors import InputDataError
 from brainscale.workflows.group import graph_measures as gm
 from brainscale.workflows.group.graph import (
     graph_metrics,
@@ -25,8 +27,6 @@ from brainscale.workflows.group.graph_random import (
     randomize_degree_preserving,
     small_worldness,
 )
-
-from brainscale.errors import InputDataError
 
 bct = pytest.importorskip("bct")
 # bctpy's participation_coef divides 0 by 0 for isolated nodes before zeroing them

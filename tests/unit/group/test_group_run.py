@@ -8,11 +8,11 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from brainscale.workflows.group.harmonize import ComBat
-from brainscale.workflows.group.run import run_group
 from sklearn import config_context
 
 from brainscale.errors import NoInputError, UsageError
+from brainscale.workflows.group.harmonize import ComBat
+from brainscale.workflows.group.run import run_group
 
 RUN_ARGS = {
     "covariates": ["age"],

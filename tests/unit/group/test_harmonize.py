@@ -8,10 +8,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import pytest
-from brainscale.workflows.group import harmonize
-from brainscale.workflows.group.harmonize import ComBat, UnseenBatchError
 
 from brainscale.errors import InputDataError
+from brainscale.workflows.group import harmonize
+from brainscale.workflows.group.harmonize import ComBat, UnseenBatchError
 
 REFERENCE_TOLERANCE = 1e-6
 

@@ -15,6 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.base import clone
+from sklearn.metrics import balanced_accuracy_score, mean_absolute_error
+
 from brainscale.workflows.group.image_evaluation import evaluate_image_model, run_image_models
 from brainscale.workflows.group.image_models import (
     SFCNClassifier,
@@ -26,8 +29,6 @@ from brainscale.workflows.group.image_models import (
 )
 from brainscale.workflows.group.saliency import attention_rollout, gradient_x_input, occlusion_map
 from brainscale.workflows.group.voxel_inputs import simulate_voxel_cohort
-from sklearn.base import clone
-from sklearn.metrics import balanced_accuracy_score, mean_absolute_error
 
 SHAPE = (12, 14, 12)
 SMALL_SFCN = {"channels": (4, 8, 16), "learning_rate": 3e-3, "device": "cpu"}
@@ -207,6 +208,7 @@ def test_group_hook_writes_metrics_stat_maps_and_models(tmp_path):
 @pytest.mark.slow
 def test_run_group_trains_image_models_when_asked(derivatives_cohort):
     import nibabel as nib
+
     from brainscale.workflows.group.run import run_group
 
     cohort = derivatives_cohort(n_sites=3, n_per_site=20)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score, r2_score
+
 from brainscale.workflows.group.models import (
     BrainNetCNNClassifier,
     BrainNetCNNNetwork,
@@ -14,9 +18,6 @@ from brainscale.workflows.group.models import (
     resolve_device,
     save_torch_model,
 )
-from sklearn.base import clone
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import balanced_accuracy_score, r2_score
 
 
 def _xor(n: int, seed: int):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.feature_selection import f_classif, f_regression
+
 from brainscale.workflows.group.classify import evaluate_model
 from brainscale.workflows.group.classify_search import f_statistics_many
-from sklearn.feature_selection import f_classif, f_regression
 
 from .test_classify import make_cohort
 

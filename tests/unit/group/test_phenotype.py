@@ -9,11 +9,11 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+
+from brainscale.errors import UsageError
 from brainscale.workflows.group.covariates import split_covariate_types
 from brainscale.workflows.group.phenotype import head_size_covariate, resolve_columns
 from brainscale.workflows.group.run import run_group
-
-from brainscale.errors import UsageError
 
 DEFAULTS = {"harmonize_by": "site", "covariates": ["age", "sex"], "target": "diagnosis"}
 

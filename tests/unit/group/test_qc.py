@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from brainscale.workflows.group import qc
-from brainscale.workflows.group.collect import Connectomes, GroupData
 
 from brainscale.errors import UsageError
+from brainscale.workflows.group import qc
+from brainscale.workflows.group.collect import Connectomes, GroupData
 
 
 def _write_iqms(root, sub, datatype, suffix, values, task=None):

@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+
 from brainscale.workflows.group.run import run_group
 
 RUN_ARGS = {"covariates": ["age"], "seed": 0, "n_permutations": 0, "device": "cpu",

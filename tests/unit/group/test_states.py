@@ -13,10 +13,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from brainscale.workflows.group.collect import read_connectome
-from brainscale.workflows.group.states import dynamic_state_features
 from sklearn.metrics import adjusted_rand_score
 
+from brainscale.workflows.group.collect import read_connectome
+from brainscale.workflows.group.states import dynamic_state_features
 from tests.unit.func.test_dynamic_connectivity import state_covariances, switching_series
 
 TR = 2.0

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
 from brainscale.workflows.func import decoding
 from brainscale.workflows.group.decoding import group_decoding
-
 from tests.unit.func.test_decoding import TR, block_events, synthetic_run
 
 

@@ -8,6 +8,9 @@ import pickle
 import nibabel as nib
 import numpy as np
 import pytest
+
+from brainscale.errors import InputDataError
+from brainscale.resources import get_template_mask
 from brainscale.workflows.group.voxel_inputs import (
     VoxelData,
     block_downsample,
@@ -18,9 +21,6 @@ from brainscale.workflows.group.voxel_inputs import (
     simulate_voxel_cohort,
     sphere,
 )
-
-from brainscale.errors import InputDataError
-from brainscale.resources import get_template_mask
 
 AFFINE = np.array([[2.0, 0, 0, -10], [0, 2.0, 0, -12], [0, 0, 2.0, -8], [0, 0, 0, 1]])
 GM = "space-MNI152NLin2009aSym_res-2_label-GM_desc-modulated_probseg.nii.gz"
@@ -160,7 +160,6 @@ def test_simulated_cohort_has_the_planted_effect_and_ageing():
 
 def test_the_group_options_name_voxel_kinds_and_image_models(tmp_path):
     from brainscale.bids_app.cli import parse_args
-
     from brainscale.errors import UsageError
 
     config = parse_args([str(tmp_path), str(tmp_path / "out"), "group", "--voxel-inputs", "gm",
