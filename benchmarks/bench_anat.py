@@ -107,7 +107,8 @@ def main() -> None:
     parser.add_argument("--subject", default="02")
     parser.add_argument("--work", default="/tmp/bench_anat")
     parser.add_argument("--atlas", default="DesikanKilliany")
-    parser.add_argument("--thickness-method", default="laplace", choices=["laplace", "direct"])
+    parser.add_argument("--thickness-method", default="surface",
+                        choices=["surface", "laplace", "direct"])
     parser.add_argument("--no-compare", action="store_true", help="skip the plain SyN run")
     args = parser.parse_args()
     t1w = shared_data_dir() / args.dataset / f"sub-{args.subject}" / "anat" / \

