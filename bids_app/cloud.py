@@ -317,7 +317,7 @@ def run_staged(
     OutputError
         The outputs cannot be uploaded.
     """
-    from brainscale.bids_app.bids import select_array_task
+    from brainscale.bids_app.bids_selection import select_array_task
     from brainscale.bids_app.cli import parse_args
     from brainscale.errors import NothingSelectedError
 

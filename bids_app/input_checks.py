@@ -19,9 +19,15 @@ import json
 import os
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
+
+from brainscale.errors import InputDataError
+
+if TYPE_CHECKING:
+    from brainscale.bids_app.subject_data import SubjectData
 
 MAX_DIMENSION = 4096
 """Largest plausible size of one spatial image axis (voxels)."""
@@ -267,3 +273,74 @@ def sidecar_problems(malformed: dict[Path, str], bids_dir: Path, subject: str) -
         if first == f"sub-{subject}" or not first.startswith("sub-"):
             lines.append(f"{path}: {problem}")
     return lines
+
+
+def check_input_files(data: SubjectData, modalities: tuple[str, ...]) -> list[str]:
+    """Check that each selected input image can be read and has the right shape.
+
+    Headers are checked for sanity before the data are read once, streamed (see
+    :func:`image_problem`); every problem is reported, one per file.
+
+    Parameters
+    ----------
+    data : SubjectData
+        The participant's inputs.
+    modalities : tuple of str
+        Parts that will run (only their inputs are checked).
+
+    Returns
+    -------
+    list of str
+        Problems, each ``"<file>: <what is wrong>"``; empty when all inputs are usable.
+    """
+    problems = []
+    expected: list[tuple[str, int]] = []
+    if "anat" in modalities or "func" in modalities or "dwi" in modalities:
+        expected += [(path, 3) for path in data.t1w]
+    if "func" in modalities:
+        expected += [(run.path, 4) for run in data.bold]
+    if "dwi" in modalities:
+        expected += [(s.path, 4) for series in data.dwi.values() for s in series]
+    if "func" in modalities:
+        for run in data.bold:
+            if run.fieldmap:
+                expected += [(run.fieldmap["phasediff"], 3), (run.fieldmap["magnitude"], 3)]
+    unusable = set()
+    for path, ndim in dict.fromkeys(expected):
+        problem = image_problem(path, ndim)
+        if problem:
+            problems.append(f"{path}: {problem}")
+            unusable.add(path)
+    if "func" in modalities:
+        for run in data.bold:
+            if "RepetitionTime" not in run.metadata:
+                problems.append(f"{run.path}: RepetitionTime missing from the JSON sidecar(s)")
+    if "dwi" in modalities:
+        for series in data.dwi.values():
+            for s in series:
+                for kind, gradient in (("bval", s.bval), ("bvec", s.bvec)):
+                    if gradient is None:
+                        problems.append(
+                            f"{s.path}: no .{kind} file found (BIDS inheritance included)"
+                        )
+                if s.bval and s.bvec and s.path not in unusable:
+                    problem = gradient_problem(s.path, s.bval, s.bvec)
+                    if problem:
+                        problems.append(f"{s.path}: {problem}")
+    return problems
+
+
+def raise_for_problems(subject: str, problems: list[str]) -> None:
+    """Raise one :class:`InputDataError` listing every problem of a participant.
+
+    Parameters
+    ----------
+    subject : str
+        Participant label.
+    problems : list of str
+        From :func:`check_input_files`.
+    """
+    if problems:
+        raise InputDataError(
+            f"sub-{subject}: {len(problems)} unusable input file(s):\n  " + "\n  ".join(problems)
+        )

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from brainscale.bids_app import bids
 from brainscale.bids_app.config import Config
+from brainscale.bids_app.input_checks import check_input_files, raise_for_problems
 from brainscale.bids_app.preflight import is_disk_full
 from brainscale.bids_app.publish import publish_participant, recover
+from brainscale.bids_app.subject_data import SubjectData
 from brainscale.errors import (
     BrainScaleError,
     ExitCode,
@@ -106,7 +107,7 @@ def participant_lock(folder: Path, subject: str):
 
 
 def run_one_participant(
-    config: Config, data: bids.SubjectData, work_dir: Path, run_uuid: str,
+    config: Config, data: SubjectData, work_dir: Path, run_uuid: str,
     input_problems: list[str] | None = None,
 ) -> ParticipantOutcome:
     """Check, build, run and publish one participant; never raises for its failures.
@@ -115,7 +116,7 @@ def run_one_participant(
     ----------
     config : Config
         The run's configuration (``nipype`` settings are this participant's share).
-    data : bids.SubjectData
+    data : SubjectData
         The participant's inputs.
     work_dir : pathlib.Path
         Work directory of the run (this participant uses ``work_dir/sub-<label>``).
@@ -138,8 +139,8 @@ def run_one_participant(
             for action in recover(output_dir, subject):
                 LOGGER.info("sub-%s: %s (left by an interrupted run)", subject, action)
             problems = list(input_problems or [])
-            problems += bids.check_input_files(data, config.workflow.modalities)
-            bids.raise_for_problems(subject, problems)
+            problems += check_input_files(data, config.workflow.modalities)
+            raise_for_problems(subject, problems)
             _build_run_publish(config, data, subject_work, run_uuid, outcome)
     except InputDataError as err:
         outcome.errors.append(str(err))

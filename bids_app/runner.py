@@ -21,7 +21,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from brainscale.bids_app import bids, parallel, preflight
+from brainscale.bids_app import parallel, preflight
+from brainscale.bids_app.bids_index import check_dataset_paths, load_layout
+from brainscale.bids_app.bids_selection import (
+    load_filters,
+    select_array_task,
+    select_participants,
+)
 from brainscale.bids_app.config import Config, write_config
 from brainscale.bids_app.input_checks import find_malformed_sidecars, sidecar_problems
 from brainscale.bids_app.participant_run import (
@@ -32,6 +38,7 @@ from brainscale.bids_app.participant_run import (
 from brainscale.bids_app.publish import incomplete_participants
 from brainscale.bids_app.reports.methods import write_citation_files
 from brainscale.bids_app.reports.participant import write_participant_report
+from brainscale.bids_app.subject_data import SubjectData, collect_subject_data
 from brainscale.derivatives import write_dataset_description
 from brainscale.errors import (
     ExitCode,
@@ -112,7 +119,7 @@ def run_participant_level(config: Config) -> ExitCode:
     ex = config.execution
     bids_dir, output_dir = Path(ex.bids_dir), Path(ex.output_dir)
     work_dir = Path(ex.work_dir) if ex.work_dir else default_work_dir(output_dir)
-    bids.check_dataset_paths(bids_dir, output_dir, work_dir)
+    check_dataset_paths(bids_dir, output_dir, work_dir)
     preflight.check_writable_folder(output_dir, "output_dir")
     preflight.check_writable_folder(work_dir, "work directory")
     preflight.check_plugin_file(config.nipype.use_plugin, config.nipype.nprocs,
@@ -121,11 +128,11 @@ def run_participant_level(config: Config) -> ExitCode:
     for name in config.workflow.atlas:
         get_atlas(name)  # unknown or unavailable atlas: usage error before any work
     malformed = find_malformed_sidecars(bids_dir)
-    layout = bids.load_layout(bids_dir, validate=not ex.skip_bids_validation,
+    layout = load_layout(bids_dir, validate=not ex.skip_bids_validation,
                               ignore=list(malformed))
-    subjects = bids.select_participants(layout, ex.participant_label)
-    subjects = bids.select_array_task(subjects, ex.array_index)
-    queries = bids.load_filters(ex.bids_filter_file)
+    subjects = select_participants(layout, ex.participant_label)
+    subjects = select_array_task(subjects, ex.array_index)
+    queries = load_filters(ex.bids_filter_file)
 
     run_uuid = new_run_uuid()
     _setup_logging(output_dir / "logs", run_uuid)
@@ -138,10 +145,10 @@ def run_participant_level(config: Config) -> ExitCode:
     for subject in subjects:
         problems[subject] = sidecar_problems(malformed, bids_dir, subject)
         try:
-            data[subject] = bids.collect_subject_data(
+            data[subject] = collect_subject_data(
                 layout, subject, sessions=ex.session_label, queries=queries)
         except (ValueError, KeyError, OSError) as err:  # pybids on odd metadata
-            data[subject] = bids.SubjectData(subject=subject)
+            data[subject] = SubjectData(subject=subject)
             problems[subject].append(f"sub-{subject}: pybids cannot read its metadata ({err})")
     if not any(_has_requested_data(d, config.workflow.modalities) or problems[s]
                for s, d in data.items()):
@@ -201,7 +208,7 @@ def _participant_share(config: Config, nprocs: int, at_once: int) -> Config:
     return replace(config, nipype=nipype)
 
 
-def _has_requested_data(data: bids.SubjectData, modalities: tuple[str, ...]) -> bool:
+def _has_requested_data(data: SubjectData, modalities: tuple[str, ...]) -> bool:
     return bool(
         ("anat" in modalities and data.t1w)
         or ("func" in modalities and data.bold)

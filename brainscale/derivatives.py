@@ -1,9 +1,10 @@
 """One way to write derivatives: BIDS entities -> path, atomic writes, JSON sidecars.
 
 Every output file of BrainScale goes through :func:`build_path` and is written with
-:func:`atomic_write` (temporary file in the destination folder, then ``os.replace``), so a
-killed run never leaves a half-written file and several array tasks can write into one
-``output_dir`` at the same time.
+:func:`atomic_write` (a file object) or :func:`atomic_path` (a file name), both a uniquely
+named temporary file in the destination folder, then ``os.replace``, so a killed run never
+leaves a half-written file and several array tasks can write into one ``output_dir`` at the
+same time.
 """
 
 from __future__ import annotations
@@ -124,6 +125,55 @@ def build_path(
 
 
 @contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Give a writer a temporary path beside ``path`` and move the file into place on success.
+
+    For writers that take a file name, not a file object (a nilearn display, an image
+    library). The temporary name is unique (``.<name>.<random>.tmp``), so several processes
+    writing one file at once each write their own copy and the last ``os.replace`` wins;
+    readers only ever see a complete file.
+
+    Parameters
+    ----------
+    path : path-like
+        Final destination. Parent folders are created.
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary file to write (it exists, empty). When the block ends, its data are
+        flushed to disk and it replaces ``path``; on an exception it is removed and
+        ``path`` is left untouched.
+
+    Raises
+    ------
+    OutputError
+        The destination folder cannot be created or written.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {err.strerror or err}") from err
+    tmp = Path(name)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
     """Open a temporary file beside ``path`` and move it into place on success.
 
@@ -137,26 +187,11 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
     Yields
     ------
     file object
-        The temporary file to write to. On an exception it is removed and ``path`` is
-        left untouched.
+        The temporary file to write to (see :func:`atomic_path`). On an exception it is
+        removed and ``path`` is left untouched.
     """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise OutputError(f"cannot write {path}: {err.strerror or err}") from err
-    try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, mode) as handle:
+        yield handle
 
 
 def write_json(path: str | os.PathLike, content: Mapping[str, Any]) -> Path:

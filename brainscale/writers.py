@@ -1,7 +1,8 @@
-"""Atomic writers of tables, text and NIfTI images (the group level, the demo, resources).
+"""Atomic writers of tables, text, NIfTI images and figures (every floor above uses them).
 
-Every file goes through :func:`brainscale.derivatives.atomic_write` (a uniquely named
-temporary file beside the destination, then ``os.replace``), so a killed run never leaves
+Every file goes through :func:`brainscale.derivatives.atomic_write` or
+:func:`brainscale.derivatives.atomic_path` (a uniquely named temporary file beside the
+destination, then ``os.replace``), so a killed run never leaves
 a half-written file and concurrent writers of one file leave one complete copy and no
 temporary debris.
 """
@@ -11,12 +12,13 @@ from __future__ import annotations
 import gzip
 import os
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import pandas as pd
 from nibabel.openers import Opener
 
-from brainscale.derivatives import atomic_write
+from brainscale.derivatives import atomic_path, atomic_write
 
 
 def write_tsv(
@@ -98,3 +100,29 @@ def save_nifti(img: nib.Nifti1Image, path: str | os.PathLike) -> Path:
         else:
             img.to_file_map(img.make_file_map({"image": handle, "header": handle}))
     return Path(path)
+
+
+def save_figure(figure: Any, path: str | os.PathLike, **savefig_kwargs: Any) -> Path:
+    """Save a figure atomically (matplotlib is not imported here).
+
+    Parameters
+    ----------
+    figure : matplotlib.figure.Figure or nilearn display
+        Anything with a matplotlib-like ``savefig(fname, format=..., **kwargs)``.
+    path : path-like
+        Destination; parent folders are created. Its extension names the format (the
+        temporary file's name does not), unless ``format`` is given; without either,
+        matplotlib's default ``png``.
+    **savefig_kwargs
+        Passed to ``savefig`` (``bbox_inches``, ``dpi``...).
+
+    Returns
+    -------
+    pathlib.Path
+        The destination.
+    """
+    path = Path(path)
+    savefig_kwargs.setdefault("format", path.suffix[1:] or "png")
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, **savefig_kwargs)
+    return path

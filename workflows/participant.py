@@ -79,7 +79,7 @@ def init_participant_wf(
 
     Parameters
     ----------
-    subject_data : brainscale.bids_app.bids.SubjectData
+    subject_data : brainscale.bids_app.subject_data.SubjectData
         The participant's selected inputs with their metadata.
     output_dir : pathlib.Path
         Staging root: each sub-workflow's ``DerivativesDataSink`` nodes write into their

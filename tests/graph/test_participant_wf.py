@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from brainscale.bids_app import bids
+from brainscale.bids_app import bids_index, bids_selection, subject_data
 from brainscale.workflows.participant import init_participant_wf
 
 LAYOUTS = ("ds001", "ds005", "ds114", "ds000117", "7t_trt", "synthetic")
@@ -12,9 +12,9 @@ LAYOUTS = ("ds001", "ds005", "ds114", "ds000117", "7t_trt", "synthetic")
 
 @pytest.mark.parametrize("name", LAYOUTS)
 def test_participant_graph_builds_for_every_participant(bids_examples, tmp_path, name):
-    layout = bids.load_layout(bids_examples / name, validate=False)
-    for subject in bids.select_participants(layout, []):
-        data = bids.collect_subject_data(layout, subject)
+    layout = bids_index.load_layout(bids_examples / name, validate=False)
+    for subject in bids_selection.select_participants(layout, []):
+        data = subject_data.collect_subject_data(layout, subject)
         wf, plan = init_participant_wf(
             subject_data=data, output_dir=tmp_path, modalities=("anat", "func", "dwi"),
             atlases=("DesikanKilliany",), denoise_strategy="36P",

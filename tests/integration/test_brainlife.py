@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from brainscale.bids_app import bids
+from brainscale.bids_app import bids_index, subject_data
 
 REPO = Path(__file__).resolve().parents[2]
 MAIN = REPO / "brainlife" / "main"
@@ -96,8 +96,8 @@ def test_main_maps_datatypes_to_bids_runs_and_returns_outputs(sample, tmp_path, 
     for source, target in pairs:
         assert (bids_dir / "sub-01" / target).read_bytes() == (root / "inputs" / source).read_bytes()
     # the app's own validation and input collection accept the dataset
-    layout = bids.load_layout(bids_dir, validate=True)
-    data = bids.collect_subject_data(layout, "01")
+    layout = bids_index.load_layout(bids_dir, validate=True)
+    data = subject_data.collect_subject_data(layout, "01")
     assert len(data.t1w) == 1 and len(data.bold) == 1
     assert data.bold[0].metadata["RepetitionTime"] == meta["bold"]["RepetitionTime"]
     assert data.bold[0].metadata["SliceTiming"] == meta["bold"]["SliceTiming"]

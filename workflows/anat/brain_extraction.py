@@ -43,6 +43,7 @@ from brainscale.workflows.anat.images import (
     TemplateImages,
     ants_registration,
     like,
+    read_itk_affine,
     to_ants,
     voxel_volume,
 )
@@ -289,10 +290,8 @@ def scaled_transform(xfm: str, scale: float, centre_ras: np.ndarray, path: str) 
     str
         ``path``.
     """
-    tx = ants.read_transform(xfm)
-    matrix = np.asarray(tx.parameters[:9], dtype=float).reshape(3, 3)
-    centre = np.asarray(tx.fixed_parameters, dtype=float)
-    offset = centre + np.asarray(tx.parameters[9:], dtype=float) - matrix @ centre
+    lps = read_itk_affine(xfm)
+    matrix, offset = lps[:3, :3].copy(), lps[:3, 3].copy()
     pivot = np.asarray(centre_ras, dtype=float) * np.array([-1.0, -1.0, 1.0])  # LPS
     out = ants.create_ants_transform(
         transform_type="AffineTransform", dimension=3, matrix=matrix * scale,

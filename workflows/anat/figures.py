@@ -12,6 +12,7 @@ from matplotlib import pyplot as plt  # noqa: E402
 from nilearn import image, plotting  # noqa: E402
 
 from brainscale.workflows.anat.images import bounding_box  # noqa: E402
+from brainscale.writers import save_figure  # noqa: E402
 
 FIGURE_VOXEL_MM = 1.0
 """Finer images are resampled to this voxel size (and cropped to the brain) for display."""
@@ -76,7 +77,7 @@ def plot_segmentation(t1w: nib.spatialimages.SpatialImage, mask: nib.spatialimag
     display.add_contours(mask, levels=[0.5], colors="r", linewidths=0.8)
     display.add_contours(dseg, levels=[1.5], colors="lime", linewidths=0.5)
     display.add_contours(dseg, levels=[2.5], colors="b", linewidths=0.5)
-    display.savefig(out_file)
+    save_figure(display, out_file)
     display.close()
     plt.close("all")
     return out_file
@@ -102,7 +103,7 @@ def plot_normalization(std_t1w: nib.spatialimages.SpatialImage,
     """
     display = plotting.plot_anat(std_t1w, display_mode="ortho", cut_coords=(0, -18, 12), dim=-0.3)
     display.add_contours(template_mask, levels=[0.5], colors="r", linewidths=0.8)
-    display.savefig(out_file)
+    save_figure(display, out_file)
     display.close()
     plt.close("all")
     return out_file

@@ -1,5 +1,8 @@
 """Conversions between nibabel and ANTsPy images, small resampling helpers, seeded ANTs.
 
+:func:`read_itk_affine` is the one reader of ITK affine transform files (matrix,
+translation and centre) for every modality.
+
 It also holds :class:`TemplateImages`, the template and its tissue priors as the
 numeric functions receive them: they never fetch templates themselves (the Nipype
 interfaces take them from :mod:`brainscale.resources` and pass them in).
@@ -90,6 +93,35 @@ def ants_registration(fixed: ants.ANTsImage, moving: ants.ANTsImage, seed: int,
         return ants.registration(fixed, moving, **kwargs)
     finally:
         ants.config._random_seed = previous
+
+
+def read_itk_affine(xfm) -> np.ndarray:
+    """Read an ITK affine transform file as a 4x4 matrix on LPS points.
+
+    ITK stores the linear part ``A`` and the translation ``t`` as parameters and the
+    centre ``c`` as fixed parameters, and maps a point ``x`` to ``A (x - c) + t + c``;
+    the matrix returned does the same: ``[[A, t + c - A c], [0, 1]]``.
+
+    Parameters
+    ----------
+    xfm : path-like
+        ``.mat`` or ``.txt`` affine transform (ANTs' ``GenericAffine``, or any
+        ``AffineTransform``/``MatrixOffsetTransformBase`` with 12 parameters).
+
+    Returns
+    -------
+    numpy.ndarray of shape (4, 4)
+        The transform of LPS points (mm); RAS callers conjugate it with
+        ``diag(-1, -1, 1, 1)``.
+    """
+    transform = ants.read_transform(str(xfm))
+    params = np.asarray(transform.parameters, dtype=float)
+    center = np.asarray(transform.fixed_parameters, dtype=float)
+    linear = params[:9].reshape(3, 3)
+    matrix = np.eye(4)
+    matrix[:3, :3] = linear
+    matrix[:3, 3] = params[9:12] + center - linear @ center
+    return matrix
 
 
 def to_ants(img: nib.spatialimages.SpatialImage) -> ants.ANTsImage:

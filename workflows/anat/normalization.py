@@ -47,6 +47,7 @@ from brainscale.workflows.anat.images import (
     TemplateImages,
     ants_registration,
     crop_to_mask,
+    read_itk_affine,
     resample_to_resolution,
     to_ants,
     to_nibabel,
@@ -102,7 +103,7 @@ class Normalization:
 
 def affine_matrix(xfm: str) -> np.ndarray:
     """Return the 3x3 linear part of an ITK affine transform file (LPS axes)."""
-    return np.asarray(ants.read_transform(xfm).parameters[:9], dtype=float).reshape(3, 3)
+    return read_itk_affine(xfm)[:3, :3].copy()
 
 
 def estimated_intracranial_volume(xfm: str, template_icv_mm3: float) -> float:

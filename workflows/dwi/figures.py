@@ -10,6 +10,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from brainscale.writers import save_figure  # noqa: E402
+
 
 def _slices(volume: np.ndarray) -> list[np.ndarray]:
     """Central axial, coronal and sagittal slices, oriented for display."""
@@ -40,7 +42,7 @@ def plot_fa_with_mask(fa: np.ndarray, mask: np.ndarray, out_file: str) -> str:
         ax.contour(msk, levels=[0.5], colors="tab:red", linewidths=0.8)
         ax.axis("off")
     fig.suptitle("FA with the diffusion brain mask (red)")
-    fig.savefig(out_file, bbox_inches="tight", dpi=100)
+    save_figure(fig, out_file, bbox_inches="tight", dpi=100)
     plt.close(fig)
     return out_file
 
@@ -67,7 +69,7 @@ def plot_color_fa(colorfa: np.ndarray, out_file: str) -> str:
         ax.imshow(np.clip(np.rot90(img), 0, 1))
         ax.axis("off")
     fig.suptitle("Color FA (voxel axes: red i, green j, blue k)")
-    fig.savefig(out_file, bbox_inches="tight", dpi=100)
+    save_figure(fig, out_file, bbox_inches="tight", dpi=100)
     plt.close(fig)
     return out_file
 
@@ -110,7 +112,7 @@ def plot_streamlines(
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     fig.suptitle(f"{len(chosen)} of {n_total} streamlines (color: end-to-end direction)")
-    fig.savefig(out_file, bbox_inches="tight", dpi=100)
+    save_figure(fig, out_file, bbox_inches="tight", dpi=100)
     plt.close(fig)
     return out_file
 
@@ -143,7 +145,7 @@ def plot_motion(motion: pd.DataFrame, out_file: str) -> str:
     axes[0].legend(fontsize=7, ncol=3)
     axes[1].legend(fontsize=7, ncol=3)
     fig.suptitle("DWI head motion and eddy-current correction")
-    fig.savefig(out_file, bbox_inches="tight", dpi=100)
+    save_figure(fig, out_file, bbox_inches="tight", dpi=100)
     plt.close(fig)
     return out_file
 
@@ -172,6 +174,6 @@ def plot_connectome(matrix: pd.DataFrame, out_file: str, *, title: str) -> str:
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("region")
     ax.set_ylabel("region")
-    fig.savefig(out_file, bbox_inches="tight", dpi=100)
+    save_figure(fig, out_file, bbox_inches="tight", dpi=100)
     plt.close(fig)
     return out_file

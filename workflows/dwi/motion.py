@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from brainscale.workflows.anat.images import read_itk_affine
 from brainscale.workflows.dwi.gradients import (
     B0_THRESHOLD,
     make_gradient_table,
@@ -123,14 +124,8 @@ def register_volume(
             **_pyramid(fixed.shape),
             outprefix=os.path.join(tmp, "reg_"),
         )
-        tx = ants.read_transform(reg["fwdtransforms"][0])
-        params = np.asarray(tx.parameters, dtype=float)
-        center = np.asarray(tx.fixed_parameters, dtype=float)
+        matrix = read_itk_affine(reg["fwdtransforms"][0])
         aligned = reg["warpedmovout"].numpy()
-    linear = params[:9].reshape(3, 3)
-    matrix = np.eye(4)
-    matrix[:3, :3] = linear
-    matrix[:3, 3] = params[9:12] + center - linear @ center
     return aligned.astype(np.float32), matrix
 
 

@@ -12,6 +12,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from nilearn import plotting  # noqa: E402
 
+from brainscale.writers import save_figure  # noqa: E402
+
 
 def plot_carpet_with_confounds(
     bold: nib.Nifti1Image, mask: nib.Nifti1Image, confounds: pd.DataFrame, tr: float, out_file
@@ -50,7 +52,7 @@ def plot_carpet_with_confounds(
     ax_carpet = fig.add_subplot(grid[2])
     plotting.plot_carpet(bold, mask_img=mask, t_r=tr, figure=fig, axes=ax_carpet,
                          detrend=True, title=None)
-    fig.savefig(out_file, format="svg", bbox_inches="tight")
+    save_figure(fig, out_file, format="svg", bbox_inches="tight")
     plt.close(fig)
     return str(out_file)
 
@@ -60,7 +62,7 @@ def plot_coregistration(anat: nib.Nifti1Image, boldref_on_anat: nib.Nifti1Image,
     display = plotting.plot_anat(boldref_on_anat, display_mode="ortho", dim=-0.5,
                                  title="BOLD reference with T1w edges")
     display.add_edges(anat, color="r")
-    display.savefig(str(out_file))
+    save_figure(display, out_file)
     display.close()
     return str(out_file)
 
@@ -73,6 +75,6 @@ def plot_connectivity(matrix: np.ndarray, names: list[str], title: str, out_file
     labels = list(names) if len(names) <= 40 else None
     plotting.plot_matrix(np.nan_to_num(shown), labels=labels, axes=ax,
                          vmin=-1, vmax=1, colorbar=True, title=title)
-    fig.savefig(out_file, format="svg", bbox_inches="tight")
+    save_figure(fig, out_file, format="svg", bbox_inches="tight")
     plt.close(fig)
     return str(out_file)

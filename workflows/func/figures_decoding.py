@@ -9,6 +9,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from brainscale.writers import save_figure  # noqa: E402
+
 
 def plot_decoding(results, out_file) -> str:
     """Save one row-normalised confusion matrix per model, titled with its scores (SVG).
@@ -41,7 +43,7 @@ def plot_decoding(results, out_file) -> str:
                      f"(chance {result.chance:.2f}{p})", fontsize=8)
     axes[0][0].set_ylabel("true")
     fig.tight_layout()
-    fig.savefig(out_file)
+    save_figure(fig, out_file)
     plt.close(fig)
     return str(out_file)
 
@@ -71,6 +73,6 @@ def plot_state_centroids(centroids: list[np.ndarray], occupancy: np.ndarray, out
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="r")
-    fig.savefig(out_file)
+    save_figure(fig, out_file)
     plt.close(fig)
     return str(out_file)

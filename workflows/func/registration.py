@@ -9,7 +9,7 @@ import ants
 import nibabel as nib
 import numpy as np
 
-from brainscale.workflows.anat.images import ants_registration
+from brainscale.workflows.anat.images import ants_registration, read_itk_affine
 
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -30,14 +30,7 @@ def itk_to_ras_matrix(transform_file: str | os.PathLike) -> np.ndarray:
     numpy.ndarray of shape (4, 4)
         Maps a fixed-image world point (RAS mm) to the moving image's world point.
     """
-    transform = ants.read_transform(str(transform_file))
-    params = np.asarray(transform.parameters, dtype=float)
-    center = np.asarray(transform.fixed_parameters, dtype=float)
-    matrix = params[:9].reshape(3, 3)
-    lps = np.eye(4)
-    lps[:3, :3] = matrix
-    lps[:3, 3] = params[9:12] + center - matrix @ center
-    return _LPS @ lps @ _LPS
+    return _LPS @ read_itk_affine(transform_file) @ _LPS
 
 
 def register_boldref(

@@ -40,6 +40,7 @@ from brainscale.workflows.group.models import (
     _TorchEstimator,
     _TorchRegressor,
     resolve_device,
+    save_torch,
 )
 
 #: Rows whose voxels are standardized together when the training statistics are computed.
@@ -416,7 +417,7 @@ _FITTED = ("classes_", "label_encoder_", "class_weight_", "y_mean_", "y_scale_",
 
 
 def save_image_model(estimator: _ImageEstimator, path) -> None:
-    """Save a fitted image model (settings, fitted statistics, weights) with ``torch.save``.
+    """Save a fitted image model (settings, fitted statistics, weights), atomically.
 
     The memory-mapped ``source`` is not saved: pass it again to :func:`load_image_model`.
     """
@@ -424,7 +425,7 @@ def save_image_model(estimator: _ImageEstimator, path) -> None:
     params["source"] = None
     if params["mask"] is None:
         params["mask"] = estimator._grid_mask()
-    torch.save({"class": type(estimator).__name__, "params": params,
+    save_torch({"class": type(estimator).__name__, "params": params,
                 "fitted": {k: getattr(estimator, k) for k in _FITTED if hasattr(estimator, k)},
                 "state_dict": {k: v.cpu() for k, v in estimator.network_.state_dict().items()}},
                path)

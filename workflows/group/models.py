@@ -18,6 +18,7 @@ class frequency (scikit-learn's ``class_weight="balanced"``).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,6 +27,8 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
+
+from brainscale.derivatives import atomic_write
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -336,9 +339,32 @@ class BrainNetCNNRegressor(_BrainNetCNNParams, _TorchRegressor):
     """BrainNetCNN regressor on connectome edges; parameters as :class:`BrainNetCNNClassifier`."""
 
 
+def save_torch(payload: dict, path) -> Path:
+    """Write ``payload`` with ``torch.save``, atomically.
+
+    Through a file object, so the archive's internal folder is ``archive/`` whatever the
+    file is called (``torch.save`` to a name would take the temporary name).
+
+    Parameters
+    ----------
+    payload : dict
+        What to save (tensors on the CPU, settings, fitted attributes).
+    path : path-like
+        Destination; parent folders are created.
+
+    Returns
+    -------
+    pathlib.Path
+        The destination.
+    """
+    with atomic_write(path, "wb") as handle:
+        torch.save(payload, handle)
+    return Path(path)
+
+
 def save_torch_model(estimator: _TorchEstimator, path) -> None:
-    """Save a fitted torch estimator's network weights and settings with ``torch.save``."""
-    torch.save(
+    """Save a fitted torch estimator's network weights and settings (:func:`save_torch`)."""
+    save_torch(
         {
             "class": type(estimator).__name__,
             "params": estimator.get_params(),

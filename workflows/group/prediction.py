@@ -71,16 +71,20 @@ MIN_PARTICIPANTS_FOR_PREDICTION = 10
 def predict_target(
     sets,
     covars,
+    *,
     target,
     site_col,
     protected,
     models,
+    types,
+    head_size,
     seed,
     n_permutations,
     device,
     group_dir,
     notes,
-    options,
+    n_jobs: int = 1,
+    progress: bool | None = None,
 ):
     """Evaluate every model on every feature set; write the tables, models and figures.
 
@@ -96,14 +100,18 @@ def predict_target(
         Covariates protected by the in-fold ComBat.
     models : sequence of str or None
         ``--models`` (None: :data:`DEFAULT_MODELS` of the task).
+    types : dict
+        Covariate types, ``{"categorical": [...], "continuous": [...]}``.
+    head_size : str or None
+        Head-size covariate added to the protected covariates of anatomical feature sets.
     seed, n_permutations, device
         As in :func:`~brainscale.workflows.group.classify.evaluate_model`.
     group_dir : pathlib.Path
         ``output_dir/group``.
     notes : list of str
         Report notes, appended to.
-    options : dict
-        ``types`` (covariate types), ``head_size``, ``n_jobs`` and ``progress``.
+    n_jobs, progress
+        As in :func:`~brainscale.workflows.group.classify.evaluate_model`.
 
     Returns
     -------
@@ -134,8 +142,8 @@ def predict_target(
             notes.append(f"{set_name}: {int((~finite).sum())} row(s) with missing values dropped")
         X = features.loc[first_session & finite]
         X = X.loc[:, X.std() > 0]
-        these = with_head_size(set_name, protected, options["head_size"])
-        categorical, continuous = split_covariates(covars, these, options["types"], notes)
+        these = with_head_size(set_name, protected, head_size)
+        categorical, continuous = split_covariates(covars, these, types, notes)
         for model in [m for m in models if m in valid] if models else DEFAULT_MODELS[task]:
             if model == "brainnetcnn" and not set_name.endswith("_edges"):
                 continue
@@ -153,8 +161,8 @@ def predict_target(
                 seed=seed,
                 n_permutations=0 if is_torch else n_permutations,
                 device=device,
-                n_jobs=options["n_jobs"],
-                progress=options["progress"],
+                n_jobs=n_jobs,
+                progress=progress,
             )
             if is_torch and n_permutations:
                 evaluation.notes.append("permutation test not run for torch models (cost)")

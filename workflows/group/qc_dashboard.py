@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from brainscale.workflows.group.qc import QC_METRICS, QCResult, metrics_of  # noqa: E402
+from brainscale.writers import save_figure  # noqa: E402
 
 TITLES = {"anat": "T1w", "func": "BOLD", "dwi": "DWI"}
 
@@ -65,8 +66,7 @@ def plot_modality(table: pd.DataFrame, outliers: pd.DataFrame, modality: str,
     fig.suptitle(f"{TITLES.get(modality, modality)} IQMs by site (red: outlier within the "
                  "site; circled: excluded; click a point for its report)", fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="svg")
+    save_figure(fig, path, format="svg")
     plt.close(fig)
     return path
 

@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from brainscale.writers import write_text  # noqa: E402
+from brainscale.writers import save_figure, write_text  # noqa: E402
 
 GRAPH_METRICS_SHOWN = (
     "density",
@@ -72,8 +72,7 @@ class ClassifierSummary:
 
 
 def _save(fig, path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="svg", bbox_inches="tight")
+    save_figure(fig, path, format="svg", bbox_inches="tight")
     plt.close(fig)
     return path.name
 

@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from brainscale.derivatives import write_json  # noqa: E402
-from brainscale.writers import save_nifti  # noqa: E402
+from brainscale.writers import save_figure, save_nifti  # noqa: E402
 
 #: Rows per backward pass of the saliency maps.
 SALIENCY_BATCH = 8
@@ -190,8 +190,7 @@ def plot_maps(maps: dict[str, nib.Nifti1Image], path: Path, n_slices: int = 6) -
                          fontsize="x-small")
             ax.axis("off")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="svg", bbox_inches="tight")
+    save_figure(fig, path, format="svg", bbox_inches="tight")
     plt.close(fig)
     return path.name
 

@@ -8,8 +8,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from brainscale.bids_app import bids
+from brainscale.bids_app import bids_index, subject_data
 from brainscale.bids_app.input_checks import (
+    check_input_files,
     find_malformed_sidecars,
     gradient_problem,
     image_problem,
@@ -20,10 +21,10 @@ from brainscale.bids_app.input_checks import (
 @pytest.mark.realdata
 def test_real_acquisitions_pass_every_check(ds_real_mini):
     """ds-real-mini (0.7 and 2 mm T1w, multiband BOLD, AP/PA DWI, field map) is usable."""
-    layout = bids.load_layout(ds_real_mini, validate=False)
+    layout = bids_index.load_layout(ds_real_mini, validate=False)
     for subject in ("01", "02", "03"):
-        data = bids.collect_subject_data(layout, subject)
-        assert bids.check_input_files(data, ("anat", "func", "dwi")) == [], subject
+        data = subject_data.collect_subject_data(layout, subject)
+        assert check_input_files(data, ("anat", "func", "dwi")) == [], subject
     for fmap in sorted((ds_real_mini / "sub-02" / "fmap").glob("*.nii.gz")):
         assert image_problem(str(fmap), 3) is None, fmap
     assert find_malformed_sidecars(ds_real_mini) == {}

@@ -140,7 +140,7 @@ def test_exit_codes_tell_complete_partial_and_failed_apart():
 
 
 def test_task_run_without_usable_events_skips_the_glm_with_a_note(tmp_path):
-    from brainscale.bids_app.bids import BoldRun
+    from brainscale.bids_app.subject_data import BoldRun
     from brainscale.workflows.participant import ParticipantPlan, _usable_events
 
     plan = ParticipantPlan(subject="01")

@@ -27,7 +27,7 @@ def test_participants_table_and_layout(dataset):
     assert list(table.columns) == ["participant_id", "site", "age", "sex", "diagnosis"]
     assert sorted(table["site"]) == ["site1", "site2"]
     assert set(table["diagnosis"]) <= {"control", "patient"}
-    from brainscale.bids_app.bids import validate_dataset
+    from brainscale.bids_app.bids_index import validate_dataset
 
     assert validate_dataset(root) == []
 

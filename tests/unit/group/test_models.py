@@ -16,6 +16,7 @@ from brainscale.workflows.group.models import (
     TorchMLPRegressor,
     n_nodes_from_edges,
     resolve_device,
+    save_torch,
     save_torch_model,
 )
 
@@ -118,6 +119,27 @@ def test_saved_weights_reproduce_predictions(tmp_path):
     twin = clone(model).set_params(epochs=0).fit(X, y)
     twin.network_.load_state_dict(saved["state_dict"])
     np.testing.assert_allclose(twin.predict_proba(X), model.predict_proba(X), rtol=1e-6)
+
+
+class _Unpicklable:
+    def __reduce__(self):
+        raise KeyboardInterrupt  # a kill while torch.save is writing
+
+
+def test_save_torch_killed_midway_keeps_the_previous_model(tmp_path):
+    path = tmp_path / "models" / "mlp.pt"
+    save_torch({"weights": torch.arange(4.0)}, path)
+    with pytest.raises(KeyboardInterrupt):
+        save_torch({"weights": torch.zeros(10_000), "broken": _Unpicklable()}, path)
+    assert torch.equal(torch.load(path)["weights"], torch.arange(4.0))
+    assert [p.name for p in path.parent.iterdir()] == ["mlp.pt"]
+
+
+def test_save_torch_bytes_do_not_depend_on_the_file_name(tmp_path):
+    payload = {"class": "X", "state_dict": {"w": torch.arange(6.0).reshape(2, 3)}}
+    first = save_torch(payload, tmp_path / "a.pt")
+    second = save_torch(payload, tmp_path / "other" / "b.pt")
+    assert first.read_bytes() == second.read_bytes()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

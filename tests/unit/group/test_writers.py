@@ -1,4 +1,4 @@
-"""Group writers: what they write reads back, and concurrent writers leave one whole file."""
+"""Writers: what they write reads back, and concurrent writers leave one whole file."""
 
 import os
 import threading
@@ -7,8 +7,11 @@ from concurrent.futures import ProcessPoolExecutor
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from nilearn import plotting
 
-from brainscale.writers import save_nifti, write_text, write_tsv
+from brainscale.writers import save_figure, save_nifti, write_text, write_tsv
 
 
 def _table(seed: int, n_rows: int = 2000) -> pd.DataFrame:
@@ -72,3 +75,49 @@ def test_concurrent_processes_writing_one_table_leave_one_whole_file(tmp_path):
     with ProcessPoolExecutor(max_workers=2) as pool:
         assert sorted(pool.map(_write_in_process, [(path, s) for s in seeds])) == list(seeds)
     _assert_one_whole_copy(path, seeds)
+
+
+def _figure() -> Figure:
+    fig = Figure(figsize=(2, 2))
+    fig.add_subplot().plot([0, 1], [1, 0])
+    return fig
+
+
+def test_save_figure_takes_the_format_from_the_destination_not_the_temporary(tmp_path):
+    svg = save_figure(_figure(), tmp_path / "figures" / "a.svg", bbox_inches="tight")
+    png = save_figure(_figure(), tmp_path / "figures" / "a.png", dpi=50)
+    assert b"<svg" in svg.read_bytes()[:500]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    forced = save_figure(_figure(), tmp_path / "figures" / "b.png", format="svg")
+    assert b"<svg" in forced.read_bytes()[:500]
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["a.png", "a.svg", "b.png"]
+
+
+def test_save_figure_of_a_nilearn_display(tmp_path):
+    img = nib.Nifti1Image(np.random.default_rng(0).random((8, 8, 8)), np.eye(4))
+    display = plotting.plot_anat(img, display_mode="z", cut_coords=1)
+    try:
+        path = save_figure(display, tmp_path / "anat.svg")
+    finally:
+        display.close()
+    assert b"<svg" in path.read_bytes()[:500]
+    assert [p.name for p in tmp_path.iterdir()] == ["anat.svg"]
+
+
+class _DiesWhileSaving:
+    """A figure whose ``savefig`` writes part of a file, then is killed."""
+
+    def savefig(self, fname, **kwargs):
+        with open(fname, "wb") as handle:
+            handle.write(b"<svg half")
+        raise KeyboardInterrupt
+
+
+def test_save_figure_killed_midway_leaves_the_previous_figure_and_no_debris(tmp_path):
+    (tmp_path / "old.svg").write_bytes(b"<svg>whole</svg>")
+    with pytest.raises(KeyboardInterrupt):
+        save_figure(_DiesWhileSaving(), tmp_path / "old.svg")
+    with pytest.raises(KeyboardInterrupt):
+        save_figure(_DiesWhileSaving(), tmp_path / "new.svg")
+    assert (tmp_path / "old.svg").read_bytes() == b"<svg>whole</svg>"
+    assert [p.name for p in tmp_path.iterdir()] == ["old.svg"]
