@@ -15,7 +15,6 @@ from nipype.interfaces.base import (
     OutputMultiObject,
     SimpleInterface,
     TraitedSpec,
-    isdefined,
     traits,
 )
 
@@ -32,15 +31,10 @@ from brainscale.workflows.func import (
 from brainscale.workflows.func.motion import MOTION_COLUMNS, estimate_head_motion
 from brainscale.workflows.func.resample import resample_to_grid
 from brainscale.workflows.func.slice_timing import slice_timing_plan
-from brainscale.workflows.interface_utils import out_path, save_image
+from brainscale.workflows.interface_utils import defined_or_none, out_path, save_image
 from brainscale.writers import write_tsv
 
 LOGGER = logging.getLogger("brainscale")
-
-
-def _load_if_defined(path):
-    """Load an optional image input (``None`` when the input is undefined)."""
-    return nib.load(path) if isdefined(path) else None
 
 
 class _TemplateResourcesInputSpec(BaseInterfaceInputSpec):
@@ -210,7 +204,7 @@ class ResampleBold(SimpleInterface):
     output_spec = _ResampleBoldOutputSpec
 
     def _run_interface(self, runtime):
-        vsm = _load_if_defined(self.inputs.vsm_file)
+        vsm = defined_or_none(self.inputs.vsm_file, nib.load)
         result = resample.resample_bold_run(
             nib.load(self.inputs.bold_file),
             np.asarray(nib.load(self.inputs.boldref_file).dataobj, dtype=np.float32),
@@ -219,8 +213,8 @@ class ResampleBold(SimpleInterface):
             repetition_time=self.inputs.repetition_time,
             source_name=os.path.basename(self.inputs.bold_file),
             bold_resolution=self.inputs.bold_resolution,
-            target_mask=_load_if_defined(self.inputs.target_mask_file),
-            displacement_field=_load_if_defined(self.inputs.xfm_file),
+            target_mask=defined_or_none(self.inputs.target_mask_file, nib.load),
+            displacement_field=defined_or_none(self.inputs.xfm_file, nib.load),
             vsm=None if vsm is None else np.asarray(vsm.dataobj, dtype=np.float64),
             pe_direction=self.inputs.pe_direction if vsm is not None else None,
             order=self.inputs.order,
