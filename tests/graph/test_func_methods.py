@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from brainscale.workflows.func import methods
-from brainscale.workflows.func.brain_states_wf import METHODS as DECODING, DecodingSettings
+from brainscale.workflows.func.brain_states_wf import METHODS as DECODING
+from brainscale.workflows.func.brain_states_wf import DecodingSettings
 from brainscale.workflows.func.workflow import init_func_wf
 from brainscale.workflows.methods import collect_descriptions
 
