@@ -119,9 +119,9 @@ def describe(*, denoise_strategy: str, **_settings) -> str:
         Markdown with ``[@key]`` citations from :data:`REFERENCES`.
     """
     return " ".join([
-        FIT, "When a field map was intended for the run:", SDC,
+        FIT, f"{SDC[:-1]} (runs with a usable field map; otherwise none was applied).",
         registration_text(has_anat=True, sdc=True),
         "(Without a T1w, the reference was registered to the template directly, with an "
         "affine.)", CONFOUNDS, connectivity_text(denoise_strategy),
-        "For task runs with an `events.tsv`:", GLM,
+        f"{GLM[:-1]} (task runs with an `events.tsv`).",
     ])
