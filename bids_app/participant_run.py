@@ -53,6 +53,7 @@ class ParticipantOutcome:
     notes: list[str] = field(default_factory=list)
     published: list[str] = field(default_factory=list)
     failed_parts: list[str] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
     exit_code: ExitCode = ExitCode.OK
 
     @property
@@ -193,6 +194,7 @@ def _build_run_publish(config: Config, data, subject_work: Path, run_uuid: str,
         plan_execution,
         run_workflow,
     )
+    from brainscale.workflows.methods import collect_descriptions
     from brainscale.workflows.participant import init_participant_wf
 
     subject = data.subject
@@ -212,6 +214,7 @@ def _build_run_publish(config: Config, data, subject_work: Path, run_uuid: str,
         decoding=_decoding_settings(config),
     )
     outcome.ran, outcome.skipped = list(plan.ran), list(plan.skipped)
+    outcome.methods = collect_descriptions(wf)  # what this participant's graph does
     outcome.errors += plan.errors
     crash_dir = output_dir / "logs" / "crash" / f"sub-{subject}" / run_uuid
     configure_workflow(wf, work_dir=subject_work, crash_dir=crash_dir,

@@ -6,6 +6,7 @@ import os
 
 import nibabel as nib
 import numpy as np
+from nipype.interfaces.base import isdefined
 
 
 def out_path(runtime, name: str) -> str:
@@ -24,6 +25,27 @@ def out_path(runtime, name: str) -> str:
         Absolute path.
     """
     return os.path.join(runtime.cwd, name)
+
+
+def defined_or_none(value, load=None):
+    """Return an optional interface input, or ``None`` when it was left undefined.
+
+    Parameters
+    ----------
+    value : object
+        An input trait's value (``traits.Undefined`` when the input was not set).
+    load : callable, optional
+        Applied to a defined value (e.g. :func:`nibabel.load` for an image path).
+
+    Returns
+    -------
+    object or None
+        ``None`` for an undefined input; otherwise ``value``, or ``load(value)``. A defined
+        but false value (``0``, ``""``, ``[]``) is returned as it is.
+    """
+    if not isdefined(value):
+        return None
+    return value if load is None else load(value)
 
 
 def save_image(data: np.ndarray, affine: np.ndarray, path: str, dtype=np.float32) -> str:

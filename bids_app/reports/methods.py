@@ -3,6 +3,10 @@
 Each science package ``workflows.<part>.methods`` describes its own workflow next to its
 code: a ``describe(**settings) -> str`` function returning a Markdown paragraph with
 ``[@key]`` citations, and a ``REFERENCES`` mapping of those keys to full references.
+The dataset-level text (``logs/CITATION.md``, written before any graph is built) comes from
+the configuration; a participant's report uses the paragraphs collected from the graph
+built for that participant (:func:`brainscale.workflows.methods.collect_descriptions`), so
+a stage that was not built is not described.
 """
 
 from __future__ import annotations
@@ -40,13 +44,30 @@ def _part_methods(part: str, config: Config) -> tuple[str, dict[str, str]]:
     return text, dict(module.REFERENCES)
 
 
-def methods_text(config: Config) -> tuple[str, dict[str, str]]:
+def _all_references() -> dict[str, str]:
+    """Every reference a workflow's methods paragraph may cite."""
+    from brainscale.workflows.func import brain_states_wf
+
+    references = dict(CORE_REFERENCES)
+    for part in ("anat", "func", "dwi"):
+        references.update(importlib.import_module(f"brainscale.workflows.{part}.methods")
+                          .REFERENCES)
+    references.update(brain_states_wf.REFERENCES)
+    return references
+
+
+def methods_text(config: Config,
+                 described: list[str] | None = None) -> tuple[str, dict[str, str]]:
     """Return the methods boilerplate of a run and the references it cites.
 
     Parameters
     ----------
     config : Config
         The run's configuration (which parts ran, atlases, options).
+    described : list of str, optional
+        The paragraphs collected from the graph that was built
+        (:func:`brainscale.workflows.methods.collect_descriptions`); they replace the
+        configuration's description of each part. ``None`` or empty: from the configuration.
 
     Returns
     -------
@@ -62,16 +83,20 @@ def methods_text(config: Config) -> tuple[str, dict[str, str]]:
         "Imaging Data Structure [@bids]. Spatial normalization targets the MNI152 ICBM 2009a "
         "nonlinear symmetric template [@mni2009] (space `MNI152NLin2009aSym`)."
     ]
-    for part in config.workflow.modalities:
-        text, refs = _part_methods(part, config)
-        if text:
-            paragraphs.append(text)
-            references.update(refs)
-    if "func" in config.workflow.modalities and config.workflow.decode_conditions:
-        from brainscale.workflows.func import brain_states_wf
+    if described:  # the stages built for this participant
+        paragraphs += list(described)
+        references = _all_references()
+    else:
+        for part in config.workflow.modalities:
+            text, refs = _part_methods(part, config)
+            if text:
+                paragraphs.append(text)
+                references.update(refs)
+        if "func" in config.workflow.modalities and config.workflow.decode_conditions:
+            from brainscale.workflows.func import brain_states_wf
 
-        paragraphs.append(brain_states_wf.METHODS)
-        references.update(brain_states_wf.REFERENCES)
+            paragraphs.append(brain_states_wf.METHODS)
+            references.update(brain_states_wf.REFERENCES)
     for name in config.workflow.atlas:
         atlas = get_atlas(name)
         key = f"atlas{atlas.name}"

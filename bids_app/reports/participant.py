@@ -148,7 +148,7 @@ def render_participant_report(
             parts.append(f"<figure><img src='{esc(rel)}' alt='{esc(path.name)}' loading='lazy'>"
                          f"<figcaption>{esc(caption)}</figcaption></figure>")
     parts.append(decoding_html(output_dir, subject))
-    text, references = methods_text(config)
+    text, references = methods_text(config, getattr(outcome, "methods", None))
     parts.append("<h2 id='methods'>Methods</h2>")
     parts += [f"<p>{esc(p)}</p>" for p in text.split("\n\n")]
     parts.append("<h3>References</h3><ul>" + "".join(

@@ -7,6 +7,7 @@ import pytest
 from brainscale.workflows.anat.workflow import init_anat_wf
 from brainscale.workflows.dwi.workflow import init_dwi_wf
 from brainscale.workflows.func.workflow import init_func_wf
+from tests.graph.wiring import flat_connections
 
 
 def _edges(wf):
@@ -31,7 +32,7 @@ def test_bold_iqms_use_the_motion_corrected_series(tmp_path, has_anat):
     bold.touch()
     wf = init_func_wf(bold_file=str(bold), metadata={"RepetitionTime": 2.0}, has_anat=has_anat,
                       output_dir=str(tmp_path / "out"), atlases=["DesikanKilliany"])
-    edges = _edges(wf)
+    edges = flat_connections(wf)  # across the faces of its sub-workflows
     series = "resample_t1w" if has_anat else "resample_std"
     assert ("out_file", "series_file") in edges[(series, "bold_iqms")]
     assert ("confounds_file", "confounds_file") in edges[("confounds", "bold_iqms")]

@@ -10,6 +10,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from brainscale.resources import TEMPLATE_SPACE
+from brainscale.workflows.anat import methods
 from brainscale.workflows.anat.interfaces import (
     AtlasToNative,
     BiasFieldCorrection,
@@ -79,6 +80,8 @@ def init_anat_wf(*, t1w_files: list[str], output_dir: str, atlases: list[str],
     from brainscale.workflows.derivatives_sink import DerivativesDataSink
 
     workflow = pe.Workflow(name=name)
+    # methods text, collected from the built graph (brainscale.workflows.methods)
+    workflow.__desc__ = methods.describe(thickness_method=thickness_method)
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w_files"]), name="inputnode")
     inputnode.inputs.t1w_files = list(t1w_files)
     outputnode = pe.Node(niu.IdentityInterface(fields=OUTPUT_FIELDS), name="outputnode")

@@ -17,7 +17,6 @@ from nipype.interfaces.base import (
     OutputMultiObject,
     SimpleInterface,
     TraitedSpec,
-    isdefined,
     traits,
 )
 
@@ -26,7 +25,7 @@ from brainscale.resources import get_atlas, get_template, get_template_mask, sav
 from brainscale.workflows.dwi import gradients, motion, reference, registration, sdc
 from brainscale.workflows.dwi.denoise import DENOISE_METHODS, denoise_series
 from brainscale.workflows.dwi.tensor import TENSOR_PARAMS, TENSOR_UNITS, fit_tensor
-from brainscale.workflows.interface_utils import out_path, save_image
+from brainscale.workflows.interface_utils import defined_or_none, out_path, save_image
 
 
 def load_series(dwi_file: str, bval_file: str, bvec_file: str):
@@ -168,11 +167,9 @@ class CorrectDistortionAndCombine(SimpleInterface):
         if len(shapes) > 1:
             names = ", ".join(os.path.basename(f) for f in self.inputs.in_files)
             raise InputDataError(f"DWI series of one session differ in grid: {names}")
-        names = (
-            list(self.inputs.series_names)
-            if isdefined(self.inputs.series_names)
-            else [os.path.basename(f) for f in self.inputs.in_files]
-        )
+        names = defined_or_none(self.inputs.series_names, list)
+        if names is None:
+            names = [os.path.basename(f) for f in self.inputs.in_files]
         combined = sdc.correct_and_combine(
             [np.asarray(img.dataobj, dtype=np.float32) for img, _, _ in series],
             [b for _, b, _ in series],
@@ -346,22 +343,18 @@ class RegisterDWI(SimpleInterface):
 
     def _run_interface(self, runtime):
         inp = self.inputs
-
-        def given(value):
-            return value if isdefined(value) else None
-
-        has_t1w = isdefined(inp.t1w_preproc)
+        has_t1w = defined_or_none(inp.t1w_preproc) is not None
         result = registration.register_atlases_to_dwi(
             inp.b0_file,
             inp.mask_file,
             list(inp.atlas_files),
             out_path(runtime, "dwi2ref_"),
-            t1w_file=given(inp.t1w_preproc),
-            t1w_mask_file=given(inp.t1w_mask) if has_t1w else None,
-            t1w_tpm_files=list(inp.t1w_tpms) if has_t1w and isdefined(inp.t1w_tpms) else [],
-            std2anat_xfm=given(inp.std2anat_xfm),
-            template_file=given(inp.template_file),
-            template_mask_file=given(inp.template_mask),
+            t1w_file=defined_or_none(inp.t1w_preproc),
+            t1w_mask_file=defined_or_none(inp.t1w_mask) if has_t1w else None,
+            t1w_tpm_files=(defined_or_none(inp.t1w_tpms, list) or []) if has_t1w else [],
+            std2anat_xfm=defined_or_none(inp.std2anat_xfm),
+            template_file=defined_or_none(inp.template_file),
+            template_mask_file=defined_or_none(inp.template_mask),
             seed=inp.seed,
         )
         self._results["transforms"] = result.transforms

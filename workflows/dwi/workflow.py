@@ -12,6 +12,7 @@ from nipype.interfaces.utility import Function, IdentityInterface
 from nipype.pipeline import engine as pe
 
 from brainscale.workflows.derivatives_sink import DerivativesDataSink
+from brainscale.workflows.dwi import methods
 from brainscale.workflows.dwi.interfaces import (
     CorrectDistortionAndCombine,
     CorrectMotion,
@@ -106,7 +107,7 @@ def init_dwi_wf(
     # outputs of combined series keep the entities they share and list every raw series
     source_file = [str(f) for f in dwi_files]
     workflow = pe.Workflow(name=name)
-    workflow.__desc__ = __doc__
+    workflow.__desc__ = methods.describe()  # methods text, collected from the built graph
     inputnode = pe.Node(IdentityInterface(fields=INPUT_FIELDS), name="inputnode")
     outputnode = pe.Node(IdentityInterface(fields=OUTPUT_FIELDS), name="outputnode")
     threads = {"num_threads": omp_nthreads}

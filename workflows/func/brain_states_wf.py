@@ -114,6 +114,7 @@ def init_bold_brain_states_wf(
         ``inputnode`` (:data:`INPUT_FIELDS`), ``outputnode`` (:data:`OUTPUT_FIELDS`).
     """
     workflow = pe.Workflow(name=name)
+    workflow.__desc__ = METHODS
     inputnode = pe.Node(IdentityInterface(fields=list(INPUT_FIELDS)), name="inputnode")
     outputnode = pe.Node(IdentityInterface(fields=list(OUTPUT_FIELDS)), name="outputnode")
     decode = pe.Node(DecodeConditions(

@@ -8,11 +8,13 @@ drift terms and one-hot outlier columns.
 
 from __future__ import annotations
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
 from brainscale.workflows.func.motion import MOTION_COLUMNS
+from brainscale.workflows.func.resample import resample_to_grid
 
 HEAD_RADIUS_MM = 50.0
 """Radius converting rotations to displacements in Power's framewise displacement."""
@@ -184,6 +186,39 @@ def expand_terms(frame: pd.DataFrame) -> pd.DataFrame:
         out[f"{column}_power2"] = values**2
         out[f"{column}_derivative1_power2"] = deriv**2
     return pd.DataFrame(out, index=frame.index)
+
+
+def tissues_on_bold_grid(
+    shape: tuple[int, int, int],
+    affine: np.ndarray,
+    mask_img: nib.spatialimages.SpatialImage,
+    wm_img: nib.spatialimages.SpatialImage,
+    csf_img: nib.spatialimages.SpatialImage,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bring the brain mask and the WM and CSF probabilities onto the BOLD grid.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Spatial shape of the BOLD series.
+    affine : numpy.ndarray of shape (4, 4)
+        Its voxel-to-world matrix.
+    mask_img : nibabel image
+        Brain mask (any grid); resampled by nearest neighbour, non-zero is brain.
+    wm_img, csf_img : nibabel image
+        White-matter and CSF probabilities (any grid); resampled continuously, so a
+        coarser BOLD voxel receives a smooth partial-volume value.
+
+    Returns
+    -------
+    mask : numpy.ndarray of bool, shape ``shape``
+    wm_prob, csf_prob : numpy.ndarray, shape ``shape``
+    """
+    grid = nib.Nifti1Image(np.zeros(shape, np.uint8), affine)
+    mask = np.asarray(resample_to_grid(mask_img, grid, "nearest").dataobj) > 0
+    wm = np.asarray(resample_to_grid(wm_img, grid, "continuous").dataobj)
+    csf = np.asarray(resample_to_grid(csf_img, grid, "continuous").dataobj)
+    return mask, wm, csf
 
 
 def erode_tissue(probability: np.ndarray, threshold: float = 0.9, iterations: int = 1):

@@ -15,7 +15,6 @@ from nipype.interfaces.base import (
     OutputMultiObject,
     SimpleInterface,
     TraitedSpec,
-    isdefined,
     traits,
 )
 
@@ -30,17 +29,11 @@ from brainscale.workflows.func import (
     resample,
 )
 from brainscale.workflows.func.motion import MOTION_COLUMNS, estimate_head_motion
-from brainscale.workflows.func.resample import resample_to_grid
 from brainscale.workflows.func.slice_timing import slice_timing_plan
-from brainscale.workflows.interface_utils import out_path, save_image
+from brainscale.workflows.interface_utils import defined_or_none, out_path, save_image
 from brainscale.writers import write_tsv
 
 LOGGER = logging.getLogger("brainscale")
-
-
-def _load_if_defined(path):
-    """Load an optional image input (``None`` when the input is undefined)."""
-    return nib.load(path) if isdefined(path) else None
 
 
 class _TemplateResourcesInputSpec(BaseInterfaceInputSpec):
@@ -162,13 +155,13 @@ class Coregister(SimpleInterface):
     output_spec = _CoregisterOutputSpec
 
     def _run_interface(self, runtime):
-        anat = nib.load(self.inputs.anat_file)
-        anat_mask = resample_to_grid(nib.load(self.inputs.anat_mask_file), anat, "nearest")
+        anat_img, boldref_img = registration.coregistration_brains(
+            nib.load(self.inputs.anat_file), nib.load(self.inputs.anat_mask_file),
+            nib.load(self.inputs.boldref_file), nib.load(self.inputs.bold_mask_file))
         anat_brain = out_path(runtime, "anat_brain.nii.gz")
-        nib.save(registration.brain_extract(anat, anat_mask), anat_brain)
+        nib.save(anat_img, anat_brain)
         boldref_brain = out_path(runtime, "boldref_brain.nii.gz")
-        nib.save(registration.brain_extract(nib.load(self.inputs.boldref_file),
-                                            nib.load(self.inputs.bold_mask_file)), boldref_brain)
+        nib.save(boldref_img, boldref_brain)
         itk_file = out_path(runtime, "boldref2anat_xfm.txt")
         matrix = registration.register_boldref(
             anat_brain, boldref_brain, itk_file,
@@ -210,7 +203,7 @@ class ResampleBold(SimpleInterface):
     output_spec = _ResampleBoldOutputSpec
 
     def _run_interface(self, runtime):
-        vsm = _load_if_defined(self.inputs.vsm_file)
+        vsm = defined_or_none(self.inputs.vsm_file, nib.load)
         result = resample.resample_bold_run(
             nib.load(self.inputs.bold_file),
             np.asarray(nib.load(self.inputs.boldref_file).dataobj, dtype=np.float32),
@@ -219,8 +212,8 @@ class ResampleBold(SimpleInterface):
             repetition_time=self.inputs.repetition_time,
             source_name=os.path.basename(self.inputs.bold_file),
             bold_resolution=self.inputs.bold_resolution,
-            target_mask=_load_if_defined(self.inputs.target_mask_file),
-            displacement_field=_load_if_defined(self.inputs.xfm_file),
+            target_mask=defined_or_none(self.inputs.target_mask_file, nib.load),
+            displacement_field=defined_or_none(self.inputs.xfm_file, nib.load),
             vsm=None if vsm is None else np.asarray(vsm.dataobj, dtype=np.float64),
             pe_direction=self.inputs.pe_direction if vsm is not None else None,
             order=self.inputs.order,
@@ -259,12 +252,10 @@ class BoldConfounds(SimpleInterface):
 
     def _run_interface(self, runtime):
         bold = nib.load(self.inputs.bold_file)
-        grid = nib.Nifti1Image(np.zeros(bold.shape[:3], np.uint8), bold.affine)
-        mask_img = resample_to_grid(nib.load(self.inputs.mask_file), grid, "nearest")
-        mask = np.asarray(mask_img.dataobj) > 0
         _, wm_file, csf_file = self.inputs.tpm_files
-        wm = np.asarray(resample_to_grid(nib.load(wm_file), grid, "continuous").dataobj)
-        csf = np.asarray(resample_to_grid(nib.load(csf_file), grid, "continuous").dataobj)
+        mask, wm, csf = confounds_mod.tissues_on_bold_grid(
+            bold.shape[:3], bold.affine, nib.load(self.inputs.mask_file), nib.load(wm_file),
+            nib.load(csf_file))
         motion = pd.read_csv(self.inputs.motion_params_file, sep="\t")[list(MOTION_COLUMNS)]
         table, meta = confounds_mod.compute_confounds(
             np.asarray(bold.dataobj, dtype=np.float32), mask, csf, wm, motion.to_numpy(),

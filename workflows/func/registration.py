@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 
 from brainscale.workflows.anat.images import ants_registration, read_itk_affine
+from brainscale.workflows.func.resample import resample_to_grid
 
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -107,3 +108,32 @@ def brain_extract(image: nib.Nifti1Image, mask: nib.Nifti1Image) -> nib.Nifti1Im
     """Zero the voxels outside a mask (same grid), keeping float32 data."""
     data = np.asarray(image.dataobj, dtype=np.float32) * (np.asarray(mask.dataobj) > 0)
     return nib.Nifti1Image(data, image.affine)
+
+
+def coregistration_brains(
+    anat: nib.Nifti1Image,
+    anat_mask: nib.Nifti1Image,
+    boldref: nib.Nifti1Image,
+    bold_mask: nib.Nifti1Image,
+) -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
+    """Brain-extract the two images that the coregistration aligns.
+
+    Parameters
+    ----------
+    anat : nibabel.Nifti1Image
+        T1w (or the template on the BOLD-only path).
+    anat_mask : nibabel.Nifti1Image
+        Its brain mask, on any grid: brought onto the grid of ``anat`` by nearest
+        neighbour first (the template's mask may come at another resolution).
+    boldref : nibabel.Nifti1Image
+        BOLD reference.
+    bold_mask : nibabel.Nifti1Image
+        Brain mask of the reference, on its grid.
+
+    Returns
+    -------
+    anat_brain, boldref_brain : nibabel.Nifti1Image
+        float32 images, zero outside the masks, on the grids of ``anat`` and ``boldref``.
+    """
+    anat_brain = brain_extract(anat, resample_to_grid(anat_mask, anat, "nearest"))
+    return anat_brain, brain_extract(boldref, bold_mask)

@@ -1,7 +1,17 @@
 """The functional workflow: one BOLD run from raw data to confounds and connectivity.
 
-The methods boilerplate of this workflow, with citations, is in
-:mod:`brainscale.workflows.func.methods`.
+:func:`init_func_wf` plans the run from its metadata and composes one sub-workflow per
+stage, each in its own module and wired only through its ``inputnode``/``outputnode``:
+preprocessing (:mod:`~brainscale.workflows.func.fit_wf`, with distortion correction in
+:mod:`~brainscale.workflows.func.sdc_wf`), confounds
+(:mod:`~brainscale.workflows.func.confounds_wf`), connectivity
+(:mod:`~brainscale.workflows.func.connectivity_wf`), the GLM of a task run
+(:mod:`~brainscale.workflows.func.glm_wf`), decoding
+(:mod:`~brainscale.workflows.func.brain_states_wf`), and the outputs: derivatives
+(:mod:`~brainscale.workflows.func.outputs`), figures and IQMs
+(:mod:`~brainscale.workflows.func.reports_wf`). Each stage attaches its methods text
+(``__desc__``, :mod:`brainscale.workflows.func.methods`), collected from the built graph by
+:func:`brainscale.workflows.methods.collect_descriptions`.
 """
 
 from __future__ import annotations
@@ -14,12 +24,15 @@ from nipype.interfaces.utility import IdentityInterface
 from nipype.pipeline import engine as pe
 
 from brainscale.errors import InputDataError, UsageError
-from brainscale.resources import TEMPLATE_SPACE
-from brainscale.workflows.derivatives_sink import DerivativesDataSink
-from brainscale.workflows.func import interfaces as fi
+from brainscale.workflows.func.confounds_wf import init_bold_confounds_wf
+from brainscale.workflows.func.connectivity_wf import init_bold_connectivity_wf
 from brainscale.workflows.func.denoise import DEFAULT_DENOISE_STRATEGY, parse_strategy
+from brainscale.workflows.func.fit_wf import INPUT_FIELDS as FIT_INPUTS
+from brainscale.workflows.func.fit_wf import init_bold_fit_wf
+from brainscale.workflows.func.glm_wf import init_bold_glm_wf
+from brainscale.workflows.func.outputs import init_func_derivatives_wf
+from brainscale.workflows.func.reports_wf import init_bold_iqms_wf, init_func_reports_wf
 from brainscale.workflows.func.sdc import total_readout_time
-from brainscale.workflows.qc_interfaces import BoldIQMs
 
 INPUT_FIELDS = ("t1w_preproc", "t1w_mask", "t1w_dseg", "t1w_tpms", "anat2std_xfm",
                 "std2anat_xfm")
@@ -161,251 +174,100 @@ def init_func_wf(
     outputnode = pe.Node(IdentityInterface(fields=list(OUTPUT_FIELDS)), name="outputnode")
     bold_meta = _bold_meta(metadata, has_anat)
     bold_meta["SusceptibilityDistortionCorrection"] = sdc_note
+    # the series that confounds, carpet plot and IQMs measure: T1w space, else template
+    space = "t1w" if has_anat else "std"
 
-    template = pe.Node(fi.TemplateResources(resolution=STD_RESOLUTION), name="template")
-    bold_reference = pe.Node(fi.BoldReference(bold_file=bold_file, metadata=metadata),
-                             name="bold_reference", mem_gb=1.0)
-    head_motion = pe.Node(fi.HeadMotion(bold_file=bold_file), name="head_motion", mem_gb=1.0)
-    coregister = pe.Node(
-        fi.Coregister(transform_type="Rigid" if has_anat else "Affine", seed=seed),
-        name="coregister", n_procs=omp_nthreads)
-    resample_std = pe.Node(fi.ResampleBold(bold_file=bold_file, metadata=metadata),
-                           name="resample_std", n_procs=omp_nthreads, mem_gb=3.0)
-    confounds = pe.Node(fi.BoldConfounds(), name="confounds", mem_gb=2.0)
-    connectivity = pe.MapNode(
-        fi.Connectivity(strategy=denoise_strategy, source_name=Path(bold_file).name),
-        iterfield=["atlas_name"], name="connectivity", mem_gb=2.0)
-    connectivity.inputs.atlas_name = list(atlases)
-    carpet_plot = pe.Node(fi.CarpetPlot(), name="carpet_plot")
-    coregistration_plot = pe.Node(fi.CoregistrationPlot(), name="coregistration_plot")
+    fit_wf = init_bold_fit_wf(bold_file=bold_file, metadata=metadata, has_anat=has_anat,
+                              sdc_params=sdc_params, std_resolution=STD_RESOLUTION,
+                              omp_nthreads=omp_nthreads, seed=seed)
+    confounds_wf = init_bold_confounds_wf()
+    connectivity_wf = init_bold_connectivity_wf(atlases=atlases,
+                                                denoise_strategy=denoise_strategy,
+                                                source_name=Path(bold_file).name)
+    derivatives_wf = init_func_derivatives_wf(
+        bold_file=bold_file, output_dir=output_dir, atlases=atlases, has_anat=has_anat,
+        bold_meta=bold_meta, std_resolution=STD_RESOLUTION, glm=bool(events_file))
+    reports_wf = init_func_reports_wf(bold_file=bold_file, output_dir=output_dir,
+                                      atlases=atlases, has_anat=has_anat,
+                                      denoise_strategy=denoise_strategy)
+    iqms_wf = init_bold_iqms_wf(bold_file=bold_file, output_dir=output_dir)
 
-    if sdc_params is None:
-        workflow.connect(bold_reference, "boldref_file", coregister, "boldref_file")
-        workflow.connect(bold_reference, "bold_mask_file", coregister, "bold_mask_file")
-    else:
-        fieldmap_sdc = pe.Node(fi.FieldmapSDC(seed=seed, **sdc_params), name="fieldmap_sdc")
-        resample_std.inputs.pe_direction = sdc_params["pe_direction"]
-        workflow.connect([
-            (bold_reference, fieldmap_sdc, [("boldref_file", "boldref_file"),
-                                            ("bold_mask_file", "bold_mask_file")]),
-            (fieldmap_sdc, coregister, [("boldref_file", "boldref_file"),
-                                        ("mask_file", "bold_mask_file")]),
-            (fieldmap_sdc, resample_std, [("vsm_file", "vsm_file")]),
-        ])
-
+    fit = "outputnode."
     workflow.connect([
-        (bold_reference, head_motion, [("boldref_file", "boldref_file"),
-                                       ("bold_mask_file", "bold_mask_file")]),
-        (bold_reference, resample_std, [("boldref_file", "boldref_file"),
-                                        ("repetition_time", "repetition_time")]),
-        (head_motion, resample_std, [("motion_matrices_file", "motion_matrices_file")]),
-        (coregister, resample_std, [("anat2boldref_file", "anat2boldref_file")]),
-        (template, resample_std, [("template_file", "target_file"),
-                                  ("mask_file", "target_mask_file")]),
-        (bold_reference, confounds, [("repetition_time", "repetition_time"),
-                                     ("n_nonsteady", "n_nonsteady")]),
-        (head_motion, confounds, [("motion_params_file", "motion_params_file")]),
-        (resample_std, connectivity, [("out_file", "bold_file")]),
-        (confounds, connectivity, [("confounds_file", "confounds_file")]),
-        (bold_reference, connectivity, [("repetition_time", "repetition_time")]),
-        (confounds, carpet_plot, [("confounds_file", "confounds_file")]),
-        (bold_reference, carpet_plot, [("repetition_time", "repetition_time")]),
-        (bold_reference, outputnode, [("boldref_file", "boldref"),
-                                      ("bold_mask_file", "bold_mask")]),
-        (resample_std, outputnode, [("out_file", "bold_std")]),
-        (confounds, outputnode, [("confounds_file", "confounds")]),
-        (connectivity, outputnode, [("timeseries_file", "timeseries"),
-                                    ("pearson_file", "relmat_pearson"),
-                                    ("partial_file", "relmat_partial")]),
+        (inputnode, fit_wf, [(f, f"inputnode.{f}") for f in FIT_INPUTS]),
+        (fit_wf, confounds_wf, [(fit + f"bold_{space}", "inputnode.bold"),
+                                (fit + f"mask_{space}", "inputnode.bold_mask"),
+                                (fit + "motion_params", "inputnode.motion_params"),
+                                (fit + "repetition_time", "inputnode.repetition_time"),
+                                (fit + "n_nonsteady", "inputnode.n_nonsteady")]),
+        (inputnode if has_anat else fit_wf, confounds_wf, [
+            ("t1w_tpms" if has_anat else fit + "template_tpms", "inputnode.tpm_files")]),
+        (fit_wf, connectivity_wf, [(fit + "bold_std", "inputnode.bold_std"),
+                                   (fit + "repetition_time", "inputnode.repetition_time")]),
+        (confounds_wf, connectivity_wf, [("outputnode.confounds", "inputnode.confounds")]),
+        (fit_wf, derivatives_wf, [(fit + f, f"inputnode.{f}") for f in (
+            "boldref", "bold_mask", "bold_std", "boldref_std", "mask_std", "bold2anat_xfm",
+            *(("bold_t1w", "boldref_t1w") if has_anat else ()))]),
+        (confounds_wf, derivatives_wf, [
+            ("outputnode.confounds", "inputnode.confounds"),
+            ("outputnode.confounds_metadata", "inputnode.confounds_metadata")]),
+        (connectivity_wf, derivatives_wf, [
+            ("outputnode.metadata", "inputnode.connectivity_metadata"),
+            *[(f"outputnode.{f}", f"inputnode.{f}") for f in (
+                "timeseries", "relmat_pearson", "relmat_partial", "relmat_pearson_z",
+                "relmat_partial_z")]]),
+        (fit_wf, reports_wf, [(fit + f"bold_{space}", "inputnode.bold"),
+                              (fit + f"mask_{space}", "inputnode.bold_mask"),
+                              (fit + "repetition_time", "inputnode.repetition_time"),
+                              (fit + f"boldref_{space}", "inputnode.boldref_anat")]),
+        (inputnode if has_anat else fit_wf, reports_wf, [
+            ("t1w_preproc" if has_anat else fit + "template", "inputnode.anat")]),
+        (confounds_wf, reports_wf, [("outputnode.confounds", "inputnode.confounds")]),
+        (connectivity_wf, reports_wf, [("outputnode.figures",
+                                        "inputnode.connectivity_figures")]),
+        (fit_wf, iqms_wf, [(fit + "bold_mask", "inputnode.boldref_mask"),
+                           (fit + "n_nonsteady", "inputnode.n_nonsteady"),
+                           (fit + f"bold_{space}", "inputnode.series"),
+                           (fit + f"mask_{space}", "inputnode.series_mask")]),
+        (confounds_wf, iqms_wf, [("outputnode.confounds", "inputnode.confounds")]),
+        (fit_wf, outputnode, [(fit + "boldref", "boldref"), (fit + "bold_mask", "bold_mask"),
+                              (fit + "bold_std", "bold_std"),
+                              *([(fit + "bold_t1w", "bold_t1w")] if has_anat else [])]),
+        (confounds_wf, outputnode, [("outputnode.confounds", "confounds")]),
+        (connectivity_wf, outputnode, [("outputnode.timeseries", "timeseries"),
+                                       ("outputnode.relmat_pearson", "relmat_pearson"),
+                                       ("outputnode.relmat_partial", "relmat_partial")]),
     ])
-
-    if has_anat:
-        resample_t1w = pe.Node(
-            fi.ResampleBold(bold_file=bold_file, metadata=metadata, bold_resolution=True),
-            name="resample_t1w", n_procs=omp_nthreads, mem_gb=2.0)
-        if sdc_params is not None:
-            resample_t1w.inputs.pe_direction = sdc_params["pe_direction"]
-            workflow.connect(workflow.get_node("fieldmap_sdc"), "vsm_file",
-                             resample_t1w, "vsm_file")
-        workflow.connect([
-            (inputnode, coregister, [("t1w_preproc", "anat_file"),
-                                     ("t1w_mask", "anat_mask_file")]),
-            (inputnode, resample_std, [("anat2std_xfm", "xfm_file")]),
-            (bold_reference, resample_t1w, [("boldref_file", "boldref_file"),
-                                            ("repetition_time", "repetition_time")]),
-            (head_motion, resample_t1w, [("motion_matrices_file", "motion_matrices_file")]),
-            (coregister, resample_t1w, [("anat2boldref_file", "anat2boldref_file")]),
-            (inputnode, resample_t1w, [("t1w_preproc", "target_file"),
-                                       ("t1w_mask", "target_mask_file")]),
-            (resample_t1w, confounds, [("out_file", "bold_file"), ("mask_file", "mask_file")]),
-            (inputnode, confounds, [("t1w_tpms", "tpm_files")]),
-            (resample_t1w, carpet_plot, [("out_file", "bold_file"), ("mask_file", "mask_file")]),
-            (inputnode, coregistration_plot, [("t1w_preproc", "anat_file")]),
-            (resample_t1w, coregistration_plot, [("boldref_file", "boldref_file")]),
-            (resample_t1w, outputnode, [("out_file", "bold_t1w")]),
-        ])
-    else:
-        workflow.connect([
-            (template, coregister, [("template_file", "anat_file"),
-                                    ("mask_file", "anat_mask_file")]),
-            (resample_std, confounds, [("out_file", "bold_file"), ("mask_file", "mask_file")]),
-            (template, confounds, [("tpm_files", "tpm_files")]),
-            (resample_std, carpet_plot, [("out_file", "bold_file"), ("mask_file", "mask_file")]),
-            (template, coregistration_plot, [("template_file", "anat_file")]),
-            (resample_std, coregistration_plot, [("boldref_file", "boldref_file")]),
-        ])
-
-    _connect_iqms(workflow, bold_file=bold_file, output_dir=output_dir, has_anat=has_anat)
-    _connect_writers(workflow, bold_file=bold_file, output_dir=output_dir, atlases=atlases,
-                     has_anat=has_anat, bold_meta=bold_meta, strategy=denoise_strategy)
     if events_file:
-        _connect_glm(workflow, bold_file=bold_file, output_dir=output_dir,
-                     events_file=events_file)
+        glm_wf = init_bold_glm_wf(events_file=events_file)
+        workflow.connect([
+            (fit_wf, glm_wf, [(fit + "bold_std", "inputnode.bold_std"),
+                              (fit + "mask_std", "inputnode.bold_std_mask"),
+                              (fit + "repetition_time", "inputnode.repetition_time"),
+                              (fit + "n_nonsteady", "inputnode.n_nonsteady")]),
+            (confounds_wf, glm_wf, [("outputnode.confounds", "inputnode.confounds")]),
+            (glm_wf, derivatives_wf, [("outputnode.zmaps", "inputnode.zmaps"),
+                                      ("outputnode.condition_labels",
+                                       "inputnode.condition_labels")]),
+            (glm_wf, outputnode, [("outputnode.zmaps", "zmaps")]),
+        ])
     if events_file and decoding is not None:
-        _connect_brain_states(workflow, bold_file=bold_file, output_dir=output_dir,
-                              events_file=events_file, atlas=atlases[0], seed=seed,
-                              decoding=decoding)
+        _connect_brain_states(workflow, fit_wf, confounds_wf, bold_file=bold_file,
+                              output_dir=output_dir, events_file=events_file,
+                              atlas=atlases[0], seed=seed, decoding=decoding,
+                              repetition_time=metadata.get("RepetitionTime"))
     return workflow
 
 
-def _sink(output_dir: str, bold_file: str, name: str, *, iterfield=None, **kwargs):
-    """Create a DerivativesDataSink node (a MapNode when ``iterfield`` is given)."""
-    mapped = {key: kwargs.pop(key) for key in list(kwargs) if key in (iterfield or [])}
-    interface = DerivativesDataSink(base_directory=str(output_dir), source_file=bold_file,
-                                    **kwargs)
-    if not iterfield:
-        return pe.Node(interface, name=name, run_without_submitting=True)
-    node = pe.MapNode(interface, iterfield=iterfield, name=name, run_without_submitting=True)
-    for key, value in mapped.items():
-        setattr(node.inputs, key, list(value))
-    return node
-
-
-def _connect_writers(workflow, *, bold_file, output_dir, atlases, has_anat, bold_meta, strategy):
-    """Add the ``ds_*`` writers of the preprocessing and connectivity outputs."""
-    bold_reference = workflow.get_node("bold_reference")
-    resample_std = workflow.get_node("resample_std")
-    confounds = workflow.get_node("confounds")
-    connectivity = workflow.get_node("connectivity")
-    coregister = workflow.get_node("coregister")
-    std = {"space": TEMPLATE_SPACE, "res": str(STD_RESOLUTION)}
-    func = {"datatype": "func"}
-
-    ds_boldref = _sink(output_dir, bold_file, "ds_boldref", desc="hmc", suffix="boldref",
-                       meta_dict={"SkullStripped": False}, **func)
-    ds_bold_mask = _sink(output_dir, bold_file, "ds_bold_mask", desc="brain", suffix="mask",
-                         meta_dict={"Type": "Brain"}, **func)
-    ds_bold_std = _sink(output_dir, bold_file, "ds_bold_std", desc="preproc", suffix="bold",
-                        meta_dict=bold_meta, **std, **func)
-    ds_boldref_std = _sink(output_dir, bold_file, "ds_boldref_std", suffix="boldref", **std,
-                           **func)
-    ds_mask_std = _sink(output_dir, bold_file, "ds_mask_std", desc="brain", suffix="mask",
-                        meta_dict={"Type": "Brain"}, **std, **func)
-    ds_confounds = _sink(output_dir, bold_file, "ds_confounds", desc="confounds",
-                         suffix="timeseries", extension=".tsv", **func)
-    ds_timeseries = _sink(output_dir, bold_file, "ds_timeseries", iterfield=["in_file", "atlas",
-                          "meta_dict"], suffix="timeseries", extension=".tsv", atlas=atlases,
-                          **func)
-    ds_carpet = _sink(output_dir, bold_file, "ds_carpet", datatype="figures", desc="carpet",
-                      suffix="bold", extension=".svg",
-                      meta_dict={"Caption": "Carpet plot of brain voxels with FD and std DVARS"})
-    ds_coregistration = _sink(
-        output_dir, bold_file, "ds_coregistration", datatype="figures", desc="coreg",
-        suffix="bold", extension=".svg",
-        meta_dict={"Caption": "BOLD reference on the "
-                   + ("T1w" if has_anat else "template") + " with its edges"})
-    ds_connectivity_plot = _sink(
-        output_dir, bold_file, "ds_connectivity_plot", iterfield=["in_file", "atlas"],
-        datatype="figures", desc="connectivity", suffix="bold", extension=".svg", atlas=atlases,
-        meta_dict={"Caption": f"Pearson connectivity after {strategy} denoising"})
-    workflow.connect([
-        (bold_reference, ds_boldref, [("boldref_file", "in_file")]),
-        (bold_reference, ds_bold_mask, [("bold_mask_file", "in_file")]),
-        (resample_std, ds_bold_std, [("out_file", "in_file")]),
-        (resample_std, ds_boldref_std, [("boldref_file", "in_file")]),
-        (resample_std, ds_mask_std, [("mask_file", "in_file")]),
-        (confounds, ds_confounds, [("confounds_file", "in_file"),
-                                   ("confounds_metadata", "meta_dict")]),
-        (connectivity, ds_timeseries, [("timeseries_file", "in_file"), ("metadata", "meta_dict")]),
-        (workflow.get_node("carpet_plot"), ds_carpet, [("out_file", "in_file")]),
-        (workflow.get_node("coregistration_plot"), ds_coregistration, [("out_file", "in_file")]),
-        (connectivity, ds_connectivity_plot, [("figure_file", "in_file")]),
-    ])
-    relmats = (
-        ("ds_relmat_pearson", "pearson_file", "PearsonCorrelation", None),
-        ("ds_relmat_partial", "partial_file", "PartialCorrelation", None),
-        ("ds_relmat_pearson_z", "pearson_z_file", "PearsonCorrelation", "fisherz"),
-        ("ds_relmat_partial_z", "partial_z_file", "PartialCorrelation", "fisherz"),
-    )
-    for node_name, field, meas, desc in relmats:
-        extra = {"desc": desc} if desc else {}
-        ds_relmat = _sink(output_dir, bold_file, node_name, iterfield=["in_file", "atlas",
-                          "meta_dict"], suffix="relmat", extension=".tsv", atlas=atlases,
-                          meas=meas, **extra, **func)
-        workflow.connect(connectivity, field, ds_relmat, "in_file")
-        workflow.connect(connectivity, "metadata", ds_relmat, "meta_dict")
-    if has_anat:
-        ds_bold_t1w = _sink(output_dir, bold_file, "ds_bold_t1w", space="T1w", desc="preproc",
-                            suffix="bold", meta_dict=bold_meta, **func)
-        ds_boldref_t1w = _sink(output_dir, bold_file, "ds_boldref_t1w", space="T1w",
-                               suffix="boldref", **func)
-        ds_bold2t1w_xfm = _sink(output_dir, bold_file, "ds_bold2t1w_xfm", from_="boldref",
-                                to="T1w", mode="image", suffix="xfm", extension=".txt",
-                                meta_dict={"Method": "ANTs rigid, Mattes mutual information"},
-                                **func)
-        resample_t1w = workflow.get_node("resample_t1w")
-        workflow.connect([
-            (resample_t1w, ds_bold_t1w, [("out_file", "in_file")]),
-            (resample_t1w, ds_boldref_t1w, [("boldref_file", "in_file")]),
-            (coregister, ds_bold2t1w_xfm, [("itk_transform_file", "in_file")]),
-        ])
-
-
-def _connect_iqms(workflow, *, bold_file, output_dir, has_anat):
-    """Add the run's image quality metrics (:mod:`brainscale.workflows.func.iqms`) and writer."""
-    bold_iqms = pe.Node(BoldIQMs(bold_file=bold_file), name="bold_iqms", mem_gb=2.0)
-    ds_bold_iqms = _sink(output_dir, bold_file, "ds_bold_iqms", datatype="func", desc="iqms",
-                         suffix="bold", extension=".json")
-    series = workflow.get_node("resample_t1w" if has_anat else "resample_std")
-    workflow.connect([
-        (workflow.get_node("bold_reference"), bold_iqms, [
-            ("bold_mask_file", "boldref_mask_file"), ("n_nonsteady", "n_nonsteady")]),
-        (series, bold_iqms, [("out_file", "series_file"), ("mask_file", "series_mask_file")]),
-        (workflow.get_node("confounds"), bold_iqms, [("confounds_file", "confounds_file")]),
-        (bold_iqms, ds_bold_iqms, [("out_file", "in_file")]),
-    ])
-
-
-def _connect_glm(workflow, *, bold_file, output_dir, events_file):
-    """Add the first-level GLM of a task run and its z-map writer."""
-    first_level = pe.Node(fi.FirstLevelGLM(events_file=events_file), name="first_level",
-                          mem_gb=3.0)
-    ds_zmaps = _sink(output_dir, bold_file, "ds_zmaps", iterfield=["in_file", "desc"],
-                     datatype="func", space=TEMPLATE_SPACE, res=str(STD_RESOLUTION), stat="z",
-                     suffix="statmap",
-                     meta_dict={"Model": "nilearn FirstLevelModel, Glover HRF, AR(1), cosine "
-                                "128 s, 6 motion regressors, 5 mm FWHM; condition > baseline"})
-    workflow.connect([
-        (workflow.get_node("resample_std"), first_level, [("out_file", "bold_file"),
-                                                          ("mask_file", "mask_file")]),
-        (workflow.get_node("confounds"), first_level, [("confounds_file", "confounds_file")]),
-        (workflow.get_node("bold_reference"), first_level, [
-            ("repetition_time", "repetition_time"), ("n_nonsteady", "n_nonsteady")]),
-        (first_level, ds_zmaps, [("zmap_files", "in_file"), ("condition_labels", "desc")]),
-        (first_level, workflow.get_node("outputnode"), [("zmap_files", "zmaps")]),
-    ])
-
-
-def _connect_brain_states(workflow, *, bold_file, output_dir, events_file, atlas, seed, decoding):
+def _connect_brain_states(workflow, fit_wf, confounds_wf, *, bold_file, output_dir, events_file,
+                          atlas, seed, decoding, repetition_time):
     """Add the decoding sub-workflow of a task run (skipped, with a warning, if undecodable)."""
     from brainscale.workflows.func.brain_states_wf import (
         decoding_problem,
         init_bold_brain_states_wf,
     )
 
-    problem = decoding_problem(events_file, decoding.conditions, bold_file,
-                               workflow.get_node("bold_reference").inputs.metadata.get(
-                                   "RepetitionTime"))
+    problem = decoding_problem(events_file, decoding.conditions, bold_file, repetition_time)
     if problem:
         logging.getLogger("nipype.workflow").warning(problem)
         return
@@ -413,10 +275,8 @@ def _connect_brain_states(workflow, *, bold_file, output_dir, events_file, atlas
         bold_file=bold_file, events_file=events_file, output_dir=output_dir, atlas=atlas,
         std_resolution=STD_RESOLUTION, seed=seed, **decoding.factory_args())
     workflow.connect([
-        (workflow.get_node("resample_std"), brain_states_wf, [
-            ("out_file", "inputnode.bold_std"), ("mask_file", "inputnode.bold_std_mask")]),
-        (workflow.get_node("confounds"), brain_states_wf, [
-            ("confounds_file", "inputnode.confounds")]),
-        (workflow.get_node("bold_reference"), brain_states_wf, [
-            ("repetition_time", "inputnode.repetition_time")]),
+        (fit_wf, brain_states_wf, [("outputnode.bold_std", "inputnode.bold_std"),
+                                   ("outputnode.mask_std", "inputnode.bold_std_mask"),
+                                   ("outputnode.repetition_time", "inputnode.repetition_time")]),
+        (confounds_wf, brain_states_wf, [("outputnode.confounds", "inputnode.confounds")]),
     ])

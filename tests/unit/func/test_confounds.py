@@ -9,6 +9,7 @@ from brainscale.workflows.func.confounds import (
     cosine_basis,
     expand_terms,
     framewise_displacement,
+    tissues_on_bold_grid,
 )
 from brainscale.workflows.func.motion import MOTION_COLUMNS
 
@@ -105,3 +106,25 @@ def test_compute_confounds_table():
     assert {30, 31} <= set(flagged)
     assert meta["a_comp_cor_00"]["Retained"] is True
     assert meta["trans_x"]["Units"] == "mm" and meta["rot_x"]["Units"] == "rad"
+
+
+def test_tissues_on_bold_grid_resamples_mask_and_probabilities():
+    """A 1 mm mask cube and tissue maps brought onto a 2 mm BOLD grid with known answers."""
+    import nibabel as nib
+
+    fine = np.diag([1.0, 1.0, 1.0, 1.0])
+    bold_affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    mask = np.zeros((12, 12, 12), np.uint8)
+    mask[4:9, 4:9, 4:9] = 1  # holds world 4..8 mm: BOLD voxels 2..4 on the 2 mm grid
+    wm = np.full((12, 12, 12), 0.7, np.float32)
+    csf = np.random.default_rng(0).random((6, 6, 6)).astype(np.float32)  # already on the grid
+    got_mask, got_wm, got_csf = tissues_on_bold_grid(
+        (6, 6, 6), bold_affine, nib.Nifti1Image(mask, fine), nib.Nifti1Image(wm, fine),
+        nib.Nifti1Image(csf, bold_affine))
+    expected = np.zeros((6, 6, 6), bool)
+    expected[2:5, 2:5, 2:5] = True
+    assert got_mask.dtype == bool
+    np.testing.assert_array_equal(got_mask, expected)
+    # a constant probability stays constant away from the field-of-view edge
+    np.testing.assert_allclose(got_wm[1:5, 1:5, 1:5], 0.7, atol=1e-5)
+    np.testing.assert_allclose(got_csf, csf, atol=1e-5)

@@ -119,7 +119,7 @@ def test_func_workflow_wires_decoding_only_when_asked(ds_real_mini_or_examples):
                            events_file=str(events),
                            decoding=DecodingSettings(conditions=("face", "house")))
     assert not any(n.startswith("bold_brain_states_wf") for n in skipped.list_node_names())
-    assert "ds_bold_std" in skipped.list_node_names()
+    assert "func_derivatives_wf.ds_bold_std" in skipped.list_node_names()
 
 
 @pytest.fixture
