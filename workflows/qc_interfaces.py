@@ -96,6 +96,7 @@ class T1wIQMs(SimpleInterface):
             values, out_path(runtime, "iqms_T1w.json"), modality="T1w",
             source=self.inputs.source_file,
             settings={"pure_tissue_probability": iqms.PURE_TISSUE,
+                      "wm2max_wm_probability": iqms.MRIQC_WM_PROBABILITY,
                       "qi1_zscore": iqms.QI1_ZSCORE})
         return runtime
 
