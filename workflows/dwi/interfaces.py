@@ -201,6 +201,8 @@ class _MotionInputSpec(SeriesInputSpec):
     dw_transform = traits.Enum("Affine", "Rigid", usedefault=True, desc="DW volume transform")
     seed = traits.Int(0, usedefault=True, desc="random seed")
     n_jobs = traits.Int(1, usedefault=True, desc="volumes registered in parallel")
+    pe_axis = traits.Int(-1, usedefault=True,
+                         desc="voxel axis of phase encoding (eddy currents); -1: inferred")
 
 
 class _MotionOutputSpec(_SeriesOutputSpec):
@@ -224,6 +226,7 @@ class CorrectMotion(SimpleInterface):
             voxel_size(img),
             target=self.inputs.target,
             dw_transform=self.inputs.dw_transform,
+            pe_axis=None if self.inputs.pe_axis < 0 else self.inputs.pe_axis,
             seed=self.inputs.seed,
             n_jobs=self.inputs.n_jobs,
         )

@@ -49,6 +49,36 @@ the model leaves unexplained (should stay near 0)."""
 HEAD_RADIUS_MM = 50.0
 """Sphere radius converting rotations to displacements in framewise displacement."""
 
+FD_DEFINITION = (
+    "Power et al. 2012 framewise displacement (50 mm sphere) from the rigid part of each "
+    "volume's transform only: rotation from the rows off the phase-encoding axis, "
+    "translation of the brain centre with the eddy-current scaling, shears and "
+    "gradient-linear offset along the phase-encoding axis removed (reported as eddy_*)")
+"""How DWI framewise displacement is defined (confounds and IQM sidecars)."""
+
+CONFOUNDS_SIDECAR = {
+    **{c: {"Units": "mm", "Description": "translation of the brain centre, rigid part of the "
+           "volume's transform (eddy offset removed along the phase-encoding axis)"}
+       for c in MOTION_COLUMNS[:3]},
+    **{c: {"Units": "rad", "Description": "rotation (R = Rz Ry Rx), rigid part of the "
+           "volume's transform"} for c in MOTION_COLUMNS[3:]},
+    "framewise_displacement": {"Units": "mm", "Description": FD_DEFINITION},
+    "eddy_offset": {
+        "Units": "mm",
+        "Description": "eddy-current displacement along the phase-encoding axis at the brain "
+                       "centre: the part of the volume's PE shift linear in the diffusion "
+                       "gradient sqrt(b/bmax) g (as FSL eddy separates offset from motion)"},
+    **{f"eddy_{ax}": {"Units": "mm/mm",
+                      "Description": f"eddy-current displacement along the phase-encoding axis "
+                                     f"per mm along voxel axis {ax} (on the PE axis itself: "
+                                     f"the scaling; otherwise a shear)"} for ax in "xyz"},
+    "eddy_residual": {
+        "Units": "1",
+        "Description": "Frobenius norm of the non-rigid deformation off the phase-encoding "
+                       "axis that the eddy model leaves unexplained (near 0 when it holds)"},
+}
+"""Sidecar of the diffusion confounds TSV (every column's units and definition)."""
+
 MIN_OFFSET_VOLUMES = 12
 """Diffusion-weighted volumes needed to separate the eddy offset from PE motion (three
 per parameter of the offset model); with fewer the whole PE shift counts as motion."""
