@@ -205,6 +205,7 @@ def correct_motion(
     dw_transform: str = "Affine",
     mask: np.ndarray | None = None,
     pe_axis: int | None = None,
+    pe_sign: np.ndarray | None = None,
     seed: int = 0,
     n_jobs: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
@@ -235,6 +236,8 @@ def correct_motion(
         Voxel axis of phase encoding, along which eddy currents displace the image
         (default: inferred from the transforms,
         :func:`brainscale.workflows.dwi.rigid_eddy.infer_pe_axis`).
+    pe_sign : ndarray, shape (n,), optional
+        PE polarity of each volume (combined reversed-PE series), for the eddy offset.
     seed : int
         Random seed of the registrations.
     n_jobs : int
@@ -287,7 +290,7 @@ def correct_motion(
         )
         register([shell_target] * len(members), members, transform=dw_transform)
     split = partial(rigid_eddy_parameters, center=_brain_centre(mask, zooms), bvals=bvals,
-                    bvecs=bvecs)
+                    bvecs=bvecs, pe_sign=pe_sign)
     rotations, params = split(matrices, pe_axis=pe_axis)  # pe_axis None: inferred
     if target == "prediction" and (~b0s).sum() >= 6:
         predicted = _predict_tensor_signal(corrected, bvals, rotate_bvecs(bvecs, rotations), mask)

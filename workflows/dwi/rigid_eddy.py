@@ -145,6 +145,31 @@ def common_pe_axis(metadata: Sequence[Mapping]) -> int | None:
     return axes.pop() if len(axes) == 1 else None
 
 
+def pe_polarities(metadata: Sequence[Mapping], n_volumes: Sequence[int]) -> list[int]:
+    """PE polarity (+1 for ``i``/``j``/``k``, -1 for ``i-``...) of every volume.
+
+    Parameters
+    ----------
+    metadata : sequence of mapping
+        BIDS sidecar of each series, in the order the series are concatenated.
+    n_volumes : sequence of int
+        Volumes of each series.
+
+    Returns
+    -------
+    list of int
+        One sign per volume of the concatenated series (+1 where the direction is unknown).
+    """
+    signs = []
+    for meta, count in zip(metadata, n_volumes, strict=True):
+        try:
+            sign = parse_phase_encoding(meta.get("PhaseEncodingDirection", ""))[1]
+        except ValueError:
+            sign = 1
+        signs += [sign] * int(count)
+    return signs
+
+
 def gradient_design(bvals: np.ndarray, bvecs: np.ndarray) -> np.ndarray:
     """Columns ``sqrt(b / b_max) g``: gradient amplitude and direction of each volume."""
     bvals = np.asarray(bvals, dtype=float)
@@ -154,12 +179,14 @@ def gradient_design(bvals: np.ndarray, bvecs: np.ndarray) -> np.ndarray:
 
 
 def fit_eddy_offset(pe_shift: np.ndarray, pe_scale: np.ndarray, bvals: np.ndarray,
-                    bvecs: np.ndarray) -> np.ndarray:
+                    bvecs: np.ndarray, pe_sign: np.ndarray | None = None) -> np.ndarray:
     """Eddy offset of each volume: the part of its PE shift linear in the gradient.
 
     The PE shift of the brain centre is ``t_pe + o / (1 + a_pe)`` with ``o = beta .
     sqrt(b / b_max) g``; it is fitted on the diffusion-weighted volumes by least squares
     on a constant (head motion) and the three gradient columns divided by ``1 + a_pe``.
+    The same field displaces the image the other way when the PE polarity is reversed,
+    so each volume's columns are multiplied by its polarity ``pe_sign``.
 
     Parameters
     ----------
@@ -169,6 +196,8 @@ def fit_eddy_offset(pe_shift: np.ndarray, pe_scale: np.ndarray, bvals: np.ndarra
         ``1 + a_pe``: the eddy scaling along the PE axis.
     bvals, bvecs : ndarray
         b-values and (unrotated, as applied) b-vectors.
+    pe_sign : ndarray, shape (n,), optional
+        PE polarity (+1 or -1) of each volume's series (default: all +1).
 
     Returns
     -------
@@ -178,6 +207,8 @@ def fit_eddy_offset(pe_shift: np.ndarray, pe_scale: np.ndarray, bvals: np.ndarra
         leave the model unidentifiable.
     """
     design = gradient_design(bvals, bvecs)
+    if pe_sign is not None:
+        design = design * np.asarray(pe_sign, dtype=float)[:, None]
     weighted = np.asarray(bvals, dtype=float) > B0_THRESHOLD
     offset = np.zeros(len(pe_shift))
     scaled = design[weighted] / np.asarray(pe_scale, dtype=float)[weighted, None]
@@ -213,6 +244,7 @@ def rigid_eddy_parameters(
     pe_axis: int | None = None,
     bvals: np.ndarray | None = None,
     bvecs: np.ndarray | None = None,
+    pe_sign: np.ndarray | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Rigid motion, eddy terms and framewise displacement of per-volume affines.
 
@@ -228,6 +260,8 @@ def rigid_eddy_parameters(
     bvals, bvecs : ndarray, optional
         b-values and applied b-vectors; with them the eddy offset is separated from PE
         motion (:func:`fit_eddy_offset`), without them the whole PE shift is motion.
+    pe_sign : ndarray, shape (n,), optional
+        PE polarity of each volume (:func:`pe_polarities`; default: all +1).
 
     Returns
     -------
@@ -252,7 +286,7 @@ def rigid_eddy_parameters(
         pe_shift[k] = (shift[k, axis] - eddy[k, others] @ shift[k, others]) / (1 + eddy[k, axis])
     pe_scale = 1 + eddy[:, axis]
     offset = (np.zeros(n) if bvals is None or bvecs is None
-              else fit_eddy_offset(pe_shift, pe_scale, bvals, bvecs))
+              else fit_eddy_offset(pe_shift, pe_scale, bvals, bvecs, pe_sign))
     shift[:, axis] = pe_shift - offset / pe_scale
     table = pd.DataFrame(np.column_stack([shift, [euler_angles(r) for r in rotations]]),
                          columns=MOTION_COLUMNS)

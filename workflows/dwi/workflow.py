@@ -145,7 +145,8 @@ def init_dwi_wf(
     workflow.connect([
         (denoise, sdc, [("out_file", "in_files"), ("out_bval", "bval_files"),
                         ("out_bvec", "bvec_files")]),
-        (sdc, hmc, [("out_file", "in_file"), ("out_bval", "bval_file"), ("out_bvec", "bvec_file")]),
+        (sdc, hmc, [("out_file", "in_file"), ("out_bval", "bval_file"), ("out_bvec", "bvec_file"),
+                    ("pe_signs", "pe_signs")]),
         (hmc, dwi_reference, [("out_file", "in_file"), ("out_bval", "bval_file"),
                               ("out_bvec", "bvec_file")]),
         (dwi_reference, tensor, [("out_file", "in_file"), ("mask_file", "mask_file")]),

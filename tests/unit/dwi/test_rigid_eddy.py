@@ -17,6 +17,7 @@ from brainscale.workflows.dwi.rigid_eddy import (
     common_pe_axis,
     gradient_design,
     infer_pe_axis,
+    pe_polarities,
     rigid_eddy_parameters,
 )
 
@@ -146,6 +147,28 @@ def test_phase_encoding_axis_is_inferred_from_the_transforms(pe):
     assert infer_pe_axis(mats) == pe
     _, table = rigid_eddy_parameters(mats, CENTRE, bvals=bvals, bvecs=bvecs)
     np.testing.assert_allclose(table[["rot_x", "rot_y", "rot_z"]], angles, atol=EXACT)
+
+
+def test_reversed_polarity_series_flip_the_eddy_offset():
+    """AP + PA series combined: the same gradient displaces the PA volumes the other way."""
+    bvals, bvecs, n = _series()
+    signs = np.array(pe_polarities([{"PhaseEncodingDirection": "j-"},
+                                    {"PhaseEncodingDirection": "j"}], [n, n]))
+    bvals, bvecs = np.r_[bvals, bvals], np.r_[bvecs, bvecs]
+    eddy, offset = _eddy_terms(bvals, bvecs)
+    eddy, offset = eddy * signs[:, None], offset * signs
+    mats = _transforms(np.zeros((2 * n, 3)), np.zeros((2 * n, 3)), eddy, offset)
+    _, table = rigid_eddy_parameters(mats, CENTRE, pe_axis=PE, bvals=bvals, bvecs=bvecs,
+                                     pe_sign=signs)
+    np.testing.assert_allclose(table["framewise_displacement"].iloc[1:], 0, atol=EXACT)
+    np.testing.assert_allclose(table["eddy_offset"], offset, atol=EXACT)
+    # one polarity assumed for both: the flipped offsets cannot be fitted and move the head
+    _, one_sign = rigid_eddy_parameters(mats, CENTRE, pe_axis=PE, bvals=bvals, bvecs=bvecs)
+    assert np.nanmean(one_sign["framewise_displacement"]) > 0.3
+
+
+def test_pe_polarities_per_volume():
+    assert pe_polarities([{"PhaseEncodingDirection": "j-"}, {}], [2, 1]) == [-1, -1, 1]
 
 
 def test_common_pe_axis_of_the_series_metadata():
