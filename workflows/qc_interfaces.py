@@ -96,6 +96,7 @@ class T1wIQMs(SimpleInterface):
             values, out_path(runtime, "iqms_T1w.json"), modality="T1w",
             source=self.inputs.source_file,
             settings={"pure_tissue_probability": iqms.PURE_TISSUE,
+                      "wm2max_wm_probability": iqms.MRIQC_WM_PROBABILITY,
                       "qi1_zscore": iqms.QI1_ZSCORE})
         return runtime
 
@@ -176,6 +177,7 @@ class DwiIQMs(SimpleInterface):
         img, bvals, bvecs = load_series(self.inputs.in_file, self.inputs.bval_file,
                                         self.inputs.bvec_file)
         from brainscale.workflows.dwi.reference import brain_mask, mean_b0
+        from brainscale.workflows.dwi.rigid_eddy import FD_DEFINITION
 
         raw, raw_bvals, raw_bvecs, raw_masks = [], [], [], []
         for series in zip(self.inputs.raw_files, self.inputs.raw_bval_files,
@@ -202,5 +204,6 @@ class DwiIQMs(SimpleInterface):
             settings={"dropout_z": iqms.DROPOUT_Z, "dropout_min_loss": iqms.DROPOUT_MIN_LOSS,
                       "slice_axis": self.inputs.slice_axis,
                       "dropout_handling": "recorded; slices are neither replaced nor "
-                                          "excluded from the fits"})
+                                          "excluded from the fits",
+                      "framewise_displacement": FD_DEFINITION})
         return runtime

@@ -15,7 +15,9 @@ al. 2019, Sci Data 6:30). Definitions and references:
   ``sigma = std_air * sqrt(2 / (4 - pi))``.
 - ``efc``: entropy focus criterion (Atkinson et al. 1997), normalized by its maximum.
 - ``fber``: foreground-to-background energy ratio, ``median(|head|^2) / median(|air|^2)``.
-- ``wm2max``: median WM intensity over the 99.95th percentile of the image.
+- ``wm2max``: median intensity of the N4-corrected image in MRIQC's WM mask (WM fraction
+  above 0.85, eroded once with the 18-connected element) over the 99.95th percentile of
+  the whole N4-corrected image, background included (MRIQC's ``wm2max`` on ``in_noinu``).
 - ``inu_med``, ``inu_range``: median and 5-95 % range of the N4 bias field in the brain
   (Tustison et al. 2010).
 - ``fwhm_{x,y,z,avg}``: smoothness (mm) from the lag-1 autocorrelation along each axis
@@ -44,6 +46,8 @@ QI1_ZSCORE = 10.0
 """Robust z-score above which an air voxel is an artifact (Mortamet et al. 2009; MRIQC)."""
 PURE_TISSUE = 0.9
 """Tissue probability above which a voxel counts as pure tissue for the statistics."""
+MRIQC_WM_PROBABILITY = 0.85
+"""WM fraction above which MRIQC's ``summary_stats`` counts a voxel (then eroded), WM2MAX."""
 TISSUES = ("csf", "gm", "wm")
 MIN_AIR_VOXELS = 100
 MAX_ZERO_AIR = 0.5
@@ -118,9 +122,53 @@ def fber(image: np.ndarray, head: np.ndarray, air: np.ndarray) -> float:
     return float(np.median(np.abs(image[head]) ** 2)) / background
 
 
+def mriqc_wm_mask(wm_probability: np.ndarray, brain: np.ndarray | None = None) -> np.ndarray:
+    """MRIQC's white-matter mask for WM2MAX: probability above 0.85, eroded once.
+
+    MRIQC's ``summary_stats`` keeps the voxels whose WM partial-volume fraction exceeds
+    :data:`MRIQC_WM_PROBABILITY` and erodes them with the 18-connected structuring element
+    (``generate_binary_structure(3, 2)``), which drops the partial-volumed WM border.
+
+    Parameters
+    ----------
+    wm_probability : numpy.ndarray
+        WM probability (partial-volume fraction) map.
+    brain : numpy.ndarray of bool, optional
+        Brain mask the WM is restricted to before the erosion.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        The WM voxels whose median is WM2MAX's numerator.
+    """
+    wm = np.asarray(wm_probability) > MRIQC_WM_PROBABILITY
+    if brain is not None:
+        wm &= np.asarray(brain, dtype=bool)
+    return ndimage.binary_erosion(wm, structure=ndimage.generate_binary_structure(3, 2))
+
+
 def wm2max(image: np.ndarray, wm: np.ndarray) -> float:
-    """Median WM intensity over the 99.95th percentile of the whole image."""
-    return float(np.median(image[wm]) / np.percentile(image, 99.95))
+    """WM2MAX as MRIQC computes it: WM median over the image's 99.95th percentile.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The INU-corrected (N4) image, whole field of view; NaN and negative values are set
+        to 0 first, as MRIQC does with its ``in_noinu`` input.
+    wm : numpy.ndarray of bool
+        White-matter voxels (:func:`mriqc_wm_mask`).
+
+    Returns
+    -------
+    float
+        ``median(image[wm]) / P99.95(image)``, the percentile taken over every voxel of
+        the image (background included), NaN for an empty mask or an all-zero image.
+    """
+    image = np.clip(np.nan_to_num(np.asarray(image, dtype=np.float64)), 0, None)
+    top = float(np.percentile(image, 99.95))
+    if not np.any(wm) or top <= 0:
+        return math.nan
+    return float(np.median(image[wm]) / top)
 
 
 def fwhm(image: np.ndarray, mask: np.ndarray, voxel_size) -> tuple[float, float, float]:
@@ -268,7 +316,7 @@ def compute_t1w_iqms(raw: np.ndarray, corrected: np.ndarray, brain: np.ndarray,
                           if has_air else None)
     iqms["efc"] = efc(raw)  # over the whole field of view, as MRIQC
     iqms["fber"] = fber(raw, head, air) if has_air else None
-    iqms["wm2max"] = wm2max(corrected, pure["wm"])
+    iqms["wm2max"] = wm2max(corrected, mriqc_wm_mask(tpms["wm"], brain))
     valid = brain & (corrected > 0) & (raw > 0)  # the N4 field, raw / corrected
     iqms["inu_med"], iqms["inu_range"] = inu_summary(raw[valid] / corrected[valid])
     fx, fy, fz = fwhm(corrected, head, voxel_size)

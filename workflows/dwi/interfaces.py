@@ -22,7 +22,7 @@ from nipype.interfaces.base import (
 
 from brainscale.errors import InputDataError
 from brainscale.resources import get_atlas, get_template, get_template_mask, save_resource
-from brainscale.workflows.dwi import gradients, motion, reference, registration, sdc
+from brainscale.workflows.dwi import gradients, motion, reference, registration, rigid_eddy, sdc
 from brainscale.workflows.dwi.denoise import DENOISE_METHODS, denoise_series
 from brainscale.workflows.dwi.tensor import TENSOR_PARAMS, TENSOR_UNITS, fit_tensor
 from brainscale.workflows.interface_utils import defined_or_none, out_path, save_image
@@ -148,6 +148,7 @@ class _DistortionInputSpec(BaseInterfaceInputSpec):
 class _DistortionOutputSpec(_SeriesOutputSpec):
     fieldmap_file = File(desc="estimated off-resonance field (Hz), when corrected")
     sdc_meta = traits.Dict(desc="what was done, for the sidecar")
+    pe_signs = traits.List(traits.Int, desc="PE polarity of every combined volume")
 
 
 class CorrectDistortionAndCombine(SimpleInterface):
@@ -190,6 +191,9 @@ class CorrectDistortionAndCombine(SimpleInterface):
         )
         self._results["out_bval"], self._results["out_bvec"] = bval, bvec
         self._results["sdc_meta"] = combined.meta
+        self._results["pe_signs"] = rigid_eddy.pe_polarities(
+            list(self.inputs.metadata), [img.shape[-1] if img.ndim == 4 else 1
+                                         for img, _, _ in series])
         return runtime
 
 
@@ -198,6 +202,9 @@ class _MotionInputSpec(SeriesInputSpec):
     dw_transform = traits.Enum("Affine", "Rigid", usedefault=True, desc="DW volume transform")
     seed = traits.Int(0, usedefault=True, desc="random seed")
     n_jobs = traits.Int(1, usedefault=True, desc="volumes registered in parallel")
+    pe_axis = traits.Int(-1, usedefault=True,
+                         desc="voxel axis of phase encoding (eddy currents); -1: inferred")
+    pe_signs = traits.List(traits.Int, desc="PE polarity of every volume (default: all +1)")
 
 
 class _MotionOutputSpec(_SeriesOutputSpec):
@@ -221,6 +228,9 @@ class CorrectMotion(SimpleInterface):
             voxel_size(img),
             target=self.inputs.target,
             dw_transform=self.inputs.dw_transform,
+            pe_axis=None if self.inputs.pe_axis < 0 else self.inputs.pe_axis,
+            pe_sign=(np.asarray(self.inputs.pe_signs)
+                     if defined_or_none(self.inputs.pe_signs) else None),
             seed=self.inputs.seed,
             n_jobs=self.inputs.n_jobs,
         )

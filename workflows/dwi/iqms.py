@@ -18,7 +18,10 @@
 - **summary_fa_{mean,median,stdv,p05,p95}**, **summary_md_*** (mm^2/s): tensor FA and
   MD in the white matter; ``fa_degenerate``: fraction of brain voxels with FA of 0 or 1
   (MRIQC's names, Esteban et al. 2017 and MRIQC's diffusion workflow).
-- **fd_mean**, **fd_num**, **fd_perc**: framewise displacement (mm) as for BOLD.
+- **fd_mean**, **fd_num**, **fd_perc**: framewise displacement (mm) as for BOLD, from the
+  rigid part of each volume's transform only; eddy-current scaling, shears and offset
+  along the phase-encoding axis are excluded
+  (:data:`brainscale.workflows.dwi.rigid_eddy.FD_DEFINITION`).
 """
 
 from __future__ import annotations

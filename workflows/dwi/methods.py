@@ -15,6 +15,11 @@ REFERENCES = {
     "leemans2009": "Leemans A, Jones DK. The B-matrix must be rotated when correcting for "
     "subject motion in DTI data. Magn Reson Med 61(6):1336-1349, 2009.",
     "tustison2010": N4,
+    "andersson2016": "Andersson JLR, Sotiropoulos SN. An integrated approach to correction "
+    "for off-resonance effects and subject movement in diffusion MR imaging. NeuroImage "
+    "125:1063-1078, 2016.",
+    "power2012": "Power JD et al. Spurious but systematic correlations in functional "
+    "connectivity MRI networks arise from subject motion. NeuroImage 59(3):2142-2154, 2012.",
     "tournier2007": "Tournier JD, Calamante F, Connelly A. Robust determination of the fibre "
     "orientation distribution in diffusion MRI. NeuroImage 35(4):1459-1472, 2007.",
     "girard2014": "Girard G et al. Towards quantitative connectivity analysis: reducing "
@@ -49,7 +54,12 @@ def describe(**_settings) -> str:
         "currents were corrected by registering each volume with ANTs [@ants] (Mattes "
         "mutual information within a dilated brain mask; b=0 volumes rigidly, "
         "diffusion-weighted volumes affinely to a robust or model-predicted target), and "
-        "b-vectors were rotated by each volume's rotation [@leemans2009]. A "
+        "each affine was split into the head's rigid motion and an eddy-current "
+        "displacement along the phase-encoding axis (scaling, shears, and an offset linear "
+        "in the diffusion gradient, separated from head translation across volumes as in "
+        "FSL eddy [@andersson2016]); b-vectors were rotated by each volume's head rotation "
+        "[@leemans2009] and framewise displacement [@power2012] was computed from the "
+        "rigid motion alone. A "
         "brain mask was computed on the mean b=0 and the receive bias estimated with N4 "
         "[@tustison2010]. Tensors were fitted by weighted least squares (FA, MD, AD, RD, "
         "color FA); fibre orientation distributions were estimated by constrained spherical "

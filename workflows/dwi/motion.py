@@ -23,20 +23,15 @@ import pandas as pd
 from scipy import ndimage
 
 from brainscale.workflows.anat.images import read_itk_affine
-from brainscale.workflows.dwi.gradients import (
-    B0_THRESHOLD,
-    make_gradient_table,
-    rotate_bvecs,
-    rotation_part,
-)
+from brainscale.workflows.dwi.gradients import B0_THRESHOLD, make_gradient_table, rotate_bvecs
 from brainscale.workflows.dwi.parallel import fork_map
 from brainscale.workflows.dwi.reference import brain_mask
-
-MOTION_COLUMNS = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
-"""fMRIPrep confound names of the six rigid-body parameters (mm, radians)."""
-
-HEAD_RADIUS_MM = 50.0
-"""Sphere radius converting rotations to displacements in framewise displacement."""
+from brainscale.workflows.dwi.rigid_eddy import (  # noqa: F401  (re-exported)
+    EDDY_COLUMNS,
+    HEAD_RADIUS_MM,
+    MOTION_COLUMNS,
+    rigid_eddy_parameters,
+)
 
 
 def _to_ants(volume: np.ndarray, zooms: tuple[float, float, float]) -> ants.ANTsImage:
@@ -129,8 +124,19 @@ def register_volume(
     return aligned.astype(np.float32), matrix
 
 
-def motion_parameters(matrices: np.ndarray, center: np.ndarray | None = None) -> pd.DataFrame:
-    """Convert per-volume transforms to translations, Euler angles and framewise displacement.
+def motion_parameters(
+    matrices: np.ndarray,
+    center: np.ndarray | None = None,
+    *,
+    pe_axis: int | None = None,
+    bvals: np.ndarray | None = None,
+    bvecs: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Convert per-volume transforms to rigid motion, eddy terms and framewise displacement.
+
+    Only the rigid part of each transform is motion
+    (:func:`brainscale.workflows.dwi.rigid_eddy.rigid_eddy_parameters`); the eddy-current
+    scaling, shears and offset along the phase-encoding axis are reported apart.
 
     Parameters
     ----------
@@ -141,29 +147,21 @@ def motion_parameters(matrices: np.ndarray, center: np.ndarray | None = None) ->
         MCFLIRT and fMRIPrep report motion about the volume centre. Without it the
         translation is that of the space's origin, which for a grid-corner origin adds
         ``rotation x 100+ mm`` of spurious translation to every rotated volume.
+    pe_axis : int, optional
+        Voxel axis of phase encoding (default: inferred from the transforms).
+    bvals, bvecs : ndarray, optional
+        b-values and applied b-vectors, to separate the eddy offset from PE motion.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``trans_x`` .. ``rot_z`` (mm, radians; rotation ``R = Rz Ry Rx``) and
-        ``framewise_displacement`` (Power et al. 2012, 50 mm sphere; NaN for the first volume).
+        Columns ``trans_x`` .. ``rot_z`` (mm, radians; rotation ``R = Rz Ry Rx``),
+        ``framewise_displacement`` (Power et al. 2012, 50 mm sphere, from the rigid part
+        only; NaN for the first volume) and ``eddy_*``
+        (:data:`~brainscale.workflows.dwi.rigid_eddy.EDDY_COLUMNS`).
     """
-    rows = []
-    for mat in matrices:
-        rot = rotation_part(mat[:3, :3])
-        rx = np.arctan2(rot[2, 1], rot[2, 2])
-        ry = np.arcsin(-np.clip(rot[2, 0], -1, 1))
-        rz = np.arctan2(rot[1, 0], rot[0, 0])
-        moved = mat[:3, 3] if center is None else mat[:3, :3] @ center + mat[:3, 3] - center
-        rows.append([*moved, rx, ry, rz])
-    frame = pd.DataFrame(rows, columns=MOTION_COLUMNS)
-    diffs = frame.diff().abs()
-    fd = diffs[MOTION_COLUMNS[:3]].sum(axis=1) + HEAD_RADIUS_MM * diffs[MOTION_COLUMNS[3:]].sum(
-        axis=1
-    )
-    fd.iloc[0] = np.nan
-    frame["framewise_displacement"] = fd
-    return frame
+    return rigid_eddy_parameters(matrices, center, pe_axis=pe_axis, bvals=bvals,
+                                 bvecs=bvecs)[1]
 
 
 def _predict_tensor_signal(
@@ -201,6 +199,8 @@ def correct_motion(
     target: str = "mean",
     dw_transform: str = "Affine",
     mask: np.ndarray | None = None,
+    pe_axis: int | None = None,
+    pe_sign: np.ndarray | None = None,
     seed: int = 0,
     n_jobs: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
@@ -225,7 +225,14 @@ def correct_motion(
         Brain mask on the grid of the series (default: computed from the first b=0 with
         :func:`brainscale.workflows.dwi.reference.brain_mask`). Dilated by
         :data:`METRIC_MASK_DILATION` voxels it restricts the registration metric; it
-        also masks the tensor prediction.
+        also masks the tensor prediction; its centroid is the brain centre about which
+        motion is reported.
+    pe_axis : int, optional
+        Voxel axis of phase encoding, along which eddy currents displace the image
+        (default: inferred from the transforms,
+        :func:`brainscale.workflows.dwi.rigid_eddy.infer_pe_axis`).
+    pe_sign : ndarray, shape (n,), optional
+        PE polarity of each volume (combined reversed-PE series), for the eddy offset.
     seed : int
         Random seed of the registrations.
     n_jobs : int
@@ -236,9 +243,10 @@ def correct_motion(
     corrected : ndarray, shape (x, y, z, n)
         Aligned series.
     rotated_bvecs : ndarray, shape (n, 3)
-        b-vectors rotated by each volume's rotation.
+        b-vectors rotated by each volume's head rotation (the rigid part of its transform).
     motion : pandas.DataFrame
-        Per-volume motion parameters and framewise displacement.
+        Per-volume rigid motion, framewise displacement from it alone, and the eddy terms
+        (:func:`motion_parameters`).
     """
     if target not in ("mean", "prediction"):
         raise ValueError(f"unknown motion-correction target {target!r}")
@@ -276,11 +284,20 @@ def correct_motion(
             b0_mean, shell_mean, zooms, transform="Rigid", mask=metric_mask, seed=seed
         )
         register([shell_target] * len(members), members, transform=dw_transform)
-    rotated = rotate_bvecs(bvecs, matrices[:, :3, :3])
+    split = partial(rigid_eddy_parameters, center=_brain_centre(mask, zooms), bvals=bvals,
+                    bvecs=bvecs, pe_sign=pe_sign)
+    rotations, params = split(matrices, pe_axis=pe_axis)  # pe_axis None: inferred
     if target == "prediction" and (~b0s).sum() >= 6:
-        predicted = _predict_tensor_signal(corrected, bvals, rotated, mask)
+        predicted = _predict_tensor_signal(corrected, bvals, rotate_bvecs(bvecs, rotations), mask)
         weighted = np.flatnonzero(~b0s)
         register([predicted[..., idx] for idx in weighted], weighted, transform=dw_transform)
-        rotated = rotate_bvecs(bvecs, matrices[:, :3, :3])
-    grid_center = (np.asarray(data.shape[:3]) - 1) / 2 * np.asarray(zooms, dtype=float)
-    return corrected, rotated, motion_parameters(matrices, center=grid_center)
+        rotations, params = split(matrices, pe_axis=pe_axis)
+    return corrected, rotate_bvecs(bvecs, rotations), params
+
+
+def _brain_centre(mask: np.ndarray, zooms: tuple[float, float, float]) -> np.ndarray:
+    """Centroid (mm, voxel-axis frame) of the brain mask; the grid centre if it is empty."""
+    mask = np.asarray(mask, dtype=bool)
+    index = (np.argwhere(mask).mean(axis=0) if mask.any()
+             else (np.asarray(mask.shape) - 1) / 2)
+    return index * np.asarray(zooms, dtype=float)

@@ -22,6 +22,7 @@ from brainscale.workflows.dwi.interfaces import (
     RegisterDWI,
     TemplateAtlasResources,
 )
+from brainscale.workflows.dwi.rigid_eddy import CONFOUNDS_SIDECAR, common_pe_axis
 from brainscale.workflows.dwi.tractography_interfaces import (
     BuildConnectomes,
     DWIReportFigures,
@@ -121,7 +122,9 @@ def init_dwi_wf(
     denoise.inputs.bvec_file = list(bvec_files)
     sdc = pe.Node(CorrectDistortionAndCombine(
         metadata=list(metadata), series_names=[Path(f).name for f in dwi_files]), name="sdc")
-    hmc = pe.Node(CorrectMotion(target=hmc_target, seed=seed, n_jobs=omp_nthreads), name="hmc",
+    pe_axis = common_pe_axis(metadata)
+    hmc = pe.Node(CorrectMotion(target=hmc_target, seed=seed, n_jobs=omp_nthreads,
+                                pe_axis=-1 if pe_axis is None else pe_axis), name="hmc",
                   n_procs=omp_nthreads)
     dwi_reference = pe.Node(DWIReference(), name="dwi_reference", n_procs=omp_nthreads)
     tensor = pe.Node(FitTensorMaps(), name="tensor")
@@ -143,7 +146,8 @@ def init_dwi_wf(
     workflow.connect([
         (denoise, sdc, [("out_file", "in_files"), ("out_bval", "bval_files"),
                         ("out_bvec", "bvec_files")]),
-        (sdc, hmc, [("out_file", "in_file"), ("out_bval", "bval_file"), ("out_bvec", "bvec_file")]),
+        (sdc, hmc, [("out_file", "in_file"), ("out_bval", "bval_file"), ("out_bvec", "bvec_file"),
+                    ("pe_signs", "pe_signs")]),
         (hmc, dwi_reference, [("out_file", "in_file"), ("out_bval", "bval_file"),
                               ("out_bvec", "bvec_file")]),
         (dwi_reference, tensor, [("out_file", "in_file"), ("mask_file", "mask_file")]),
@@ -261,8 +265,7 @@ def _connect_writers(workflow: pe.Workflow, *, output_dir: str, source_file: lis
                                           meta_dict={"Type": "Brain"}), name="ds_mask")
     ds_confounds = pe.Node(DerivativesDataSink(
         **common, datatype="dwi", suffix="timeseries", desc="confounds", extension=".tsv",
-        meta_dict={"trans_x": {"Units": "mm"}, "rot_x": {"Units": "rad"},
-                   "framewise_displacement": {"Units": "mm", "Description": "Power et al. 2012"}}),
+        meta_dict=CONFOUNDS_SIDECAR),
         name="ds_confounds")
     ds_tensor = pe.MapNode(DerivativesDataSink(**common, datatype="dwi", suffix="dwimap",
                                                model="tensor"),
