@@ -59,7 +59,8 @@ def describe(thickness_method: str = "surface", **_settings) -> str:
     return (
         "*Anatomical data.* The T1w image with the highest resolution was conformed to RAS+ "
         "orientation and corrected for intensity non-uniformity with N4 [@tustison2010] "
-        "(ANTsPy). A full-head image was aligned rigidly to the template surrounded by "
+        "(ANTsPy; B-spline knots 200 mm apart at the first of four fitting levels, "
+        "estimated at 2 mm). A full-head image was aligned rigidly to the template surrounded by "
         "synthetic skull and scalp shells, then affinely to the skull-stripped template "
         "at 2 mm with mutual information evaluated inside the template brain mask only "
         "(the best of three starting sizes), and a first brain mask was obtained by "
