@@ -20,9 +20,20 @@ from brainscale.workflows.anat.normalization import apply_displacement
 
 
 def jacobian_determinant(forward_xfm: str, reference: nib.spatialimages.SpatialImage):
-    """Return the Jacobian determinant of a displacement field on the grid of ``reference``."""
+    """Return the Jacobian determinant of a displacement field on the grid of ``reference``.
+
+    ANTs computes the determinant on the field's own grid (the template at the finest SyN
+    resolution, 1 mm for images finer than 1.5 mm); on another grid it is resampled
+    linearly onto ``reference``.
+    """
     jacobian = ants.create_jacobian_determinant_image(to_ants(reference), forward_xfm,
                                                       do_log=False)
+    target = to_ants(reference)
+    if jacobian.shape != target.shape or not (
+            np.allclose(jacobian.spacing, target.spacing)
+            and np.allclose(jacobian.origin, target.origin)
+            and np.allclose(jacobian.direction, target.direction)):
+        jacobian = ants.resample_image_to_target(jacobian, target, interp_type="linear")
     return np.asarray(to_nibabel(jacobian).dataobj, dtype=np.float32)
 
 
