@@ -28,7 +28,6 @@ from brainscale.workflows.dwi.parallel import fork_map
 from brainscale.workflows.dwi.reference import brain_mask
 from brainscale.workflows.dwi.rigid_eddy import (  # noqa: F401  (re-exported)
     EDDY_COLUMNS,
-    HEAD_RADIUS_MM,
     MOTION_COLUMNS,
     rigid_eddy_parameters,
 )

@@ -37,6 +37,7 @@ import pandas as pd
 
 from brainscale.workflows.dwi.gradients import B0_THRESHOLD
 from brainscale.workflows.dwi.sdc import parse_phase_encoding
+from brainscale.workflows.rigid_motion import euler_angles, framewise_displacement
 
 MOTION_COLUMNS = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
 """fMRIPrep confound names of the six rigid-body parameters (mm, radians)."""
@@ -45,9 +46,6 @@ EDDY_COLUMNS = ["eddy_offset", "eddy_x", "eddy_y", "eddy_z", "eddy_residual"]
 """Eddy-current terms: PE offset at the brain centre (mm), PE displacement per mm along
 each voxel axis (``a``), and the norm of the non-rigid deformation off the PE axis that
 the model leaves unexplained (should stay near 0)."""
-
-HEAD_RADIUS_MM = 50.0
-"""Sphere radius converting rotations to displacements in framewise displacement."""
 
 FD_DEFINITION = (
     "Power et al. 2012 framewise displacement (50 mm sphere) from the rigid part of each "
@@ -220,23 +218,6 @@ def fit_eddy_offset(pe_shift: np.ndarray, pe_scale: np.ndarray, bvals: np.ndarra
     return offset
 
 
-def framewise_displacement(params: pd.DataFrame) -> pd.Series:
-    """Power et al. (2012) FD from :data:`MOTION_COLUMNS` (NaN for the first volume)."""
-    diffs = params[MOTION_COLUMNS].diff().abs()
-    fd = diffs[MOTION_COLUMNS[:3]].sum(axis=1) + HEAD_RADIUS_MM * diffs[MOTION_COLUMNS[3:]].sum(
-        axis=1)
-    fd.iloc[0] = np.nan
-    return fd
-
-
-def euler_angles(rotation: np.ndarray) -> tuple[float, float, float]:
-    """Angles (radians) of ``R = Rz Ry Rx``."""
-    rx = np.arctan2(rotation[2, 1], rotation[2, 2])
-    ry = np.arcsin(-np.clip(rotation[2, 0], -1, 1))
-    rz = np.arctan2(rotation[1, 0], rotation[0, 0])
-    return float(rx), float(ry), float(rz)
-
-
 def rigid_eddy_parameters(
     matrices: np.ndarray,
     center: np.ndarray | None = None,
@@ -290,7 +271,7 @@ def rigid_eddy_parameters(
     shift[:, axis] = pe_shift - offset / pe_scale
     table = pd.DataFrame(np.column_stack([shift, [euler_angles(r) for r in rotations]]),
                          columns=MOTION_COLUMNS)
-    table["framewise_displacement"] = framewise_displacement(table)
+    table["framewise_displacement"] = framewise_displacement(table[MOTION_COLUMNS].to_numpy())
     table["eddy_offset"] = offset
     table[["eddy_x", "eddy_y", "eddy_z"]] = eddy
     table["eddy_residual"] = residual

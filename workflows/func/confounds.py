@@ -15,9 +15,8 @@ from scipy import ndimage
 
 from brainscale.workflows.func.motion import MOTION_COLUMNS
 from brainscale.workflows.func.resample import resample_to_grid
+from brainscale.workflows.rigid_motion import framewise_displacement
 
-HEAD_RADIUS_MM = 50.0
-"""Radius converting rotations to displacements in Power's framewise displacement."""
 HIGH_PASS_PERIOD_S = 128.0
 """Longest period kept by the cosine drift basis (SPM and fMRIPrep default)."""
 FD_THRESHOLD_MM = 0.5
@@ -25,25 +24,6 @@ STD_DVARS_THRESHOLD = 1.5
 COMPCOR_VARIANCE = 0.5
 """CompCor components are retained until they explain this fraction of variance."""
 COMPCOR_MIN_COMPONENTS = 5
-
-
-def framewise_displacement(params: np.ndarray, radius: float = HEAD_RADIUS_MM) -> np.ndarray:
-    """Compute Power's framewise displacement (mm); the first value is NaN.
-
-    Parameters
-    ----------
-    params : numpy.ndarray of shape (T, 6)
-        Translations (mm) then rotations (radians).
-    radius : float
-        Head radius (mm) turning rotations into arc lengths.
-
-    Returns
-    -------
-    numpy.ndarray of shape (T,)
-    """
-    diff = np.abs(np.diff(params, axis=0))
-    fd = diff[:, :3].sum(axis=1) + radius * diff[:, 3:].sum(axis=1)
-    return np.concatenate([[np.nan], fd])
 
 
 def compute_dvars(data: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

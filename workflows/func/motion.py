@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from brainscale.workflows.rigid_motion import euler_angles
+
 MOTION_COLUMNS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
 """fMRIPrep's names of the six rigid-body parameters."""
 
@@ -77,12 +79,9 @@ def matrix_to_params(matrix: np.ndarray, center: np.ndarray) -> np.ndarray:
         Translations (mm) and rotations (radians).
     """
     rot = matrix[:3, :3]
-    ay = np.arcsin(np.clip(-rot[2, 0], -1.0, 1.0))
-    ax = np.arctan2(rot[2, 1], rot[2, 2])
-    az = np.arctan2(rot[1, 0], rot[0, 0])
     center = np.asarray(center, dtype=float)
     trans = matrix[:3, 3] - center + rot @ center
-    return np.concatenate([trans, [ax, ay, az]])
+    return np.concatenate([trans, euler_angles(rot)])
 
 
 def fov_center(shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:

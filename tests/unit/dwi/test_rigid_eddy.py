@@ -13,13 +13,13 @@ import pytest
 
 from brainscale.workflows.dwi.gradients import rotation_part
 from brainscale.workflows.dwi.rigid_eddy import (
-    HEAD_RADIUS_MM,
     common_pe_axis,
     gradient_design,
     infer_pe_axis,
     pe_polarities,
     rigid_eddy_parameters,
 )
+from brainscale.workflows.rigid_motion import HEAD_RADIUS_MM
 
 from .conftest import gradient_scheme, rotation_matrix
 
