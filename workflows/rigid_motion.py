@@ -1,7 +1,8 @@
 """Rigid head motion shared by the functional and diffusion workflows.
 
-One definition of the rotation angles of a rigid transform and of Power et al.'s (2012)
-framewise displacement, so BOLD confounds and DWI motion tables report the same quantity.
+One definition of the rotation built from three angles, of the angles read back from a
+rotation, and of Power et al.'s (2012) framewise displacement, so BOLD confounds and DWI
+motion tables report the same quantity.
 """
 
 from __future__ import annotations
@@ -10,6 +11,26 @@ import numpy as np
 
 HEAD_RADIUS_MM = 50.0
 """Radius (mm) of the sphere on which rotations become arc lengths (Power et al. 2012)."""
+
+
+def rotation_matrix(angles: np.ndarray) -> np.ndarray:
+    """Return the 3x3 rotation ``Rz @ Ry @ Rx`` for angles (radians) about x, y and z.
+
+    Parameters
+    ----------
+    angles : array-like of shape (3,)
+        Rotations about the x, y and z axes, in radians.
+
+    Returns
+    -------
+    numpy.ndarray of shape (3, 3)
+    """
+    ax, ay, az = angles
+    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
+    rot_x = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    rot_y = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rot_z = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rot_z @ rot_y @ rot_x
 
 
 def euler_angles(rotation: np.ndarray) -> tuple[float, float, float]:

@@ -3,20 +3,24 @@
 import numpy as np
 import pytest
 
-from brainscale.workflows.rigid_motion import HEAD_RADIUS_MM, euler_angles, framewise_displacement
+from brainscale.workflows.rigid_motion import (
+    HEAD_RADIUS_MM,
+    euler_angles,
+    framewise_displacement,
+    rotation_matrix,
+)
 
 
-def _rotation(rx, ry, rz):
-    cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
-    x = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    y = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    z = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return z @ y @ x
+def test_rotation_matrix_turns_the_axes_as_built_by_hand():
+    quarter = np.pi / 2
+    assert rotation_matrix((quarter, 0, 0)) @ [0, 1, 0] == pytest.approx([0, 0, 1], abs=1e-12)
+    assert rotation_matrix((0, quarter, 0)) @ [0, 0, 1] == pytest.approx([1, 0, 0], abs=1e-12)
+    assert rotation_matrix((0, 0, quarter)) @ [1, 0, 0] == pytest.approx([0, 1, 0], abs=1e-12)
 
 
 @pytest.mark.parametrize("angles", [(0.0, 0.0, 0.0), (0.05, -0.2, 0.3), (-1.0, 0.7, -2.5)])
 def test_euler_angles_recover_the_angles_a_rotation_was_built_from(angles):
-    assert euler_angles(_rotation(*angles)) == pytest.approx(angles, abs=1e-12)
+    assert euler_angles(rotation_matrix(angles)) == pytest.approx(angles, abs=1e-12)
 
 
 def test_framewise_displacement_is_powers_sum_of_absolute_changes():

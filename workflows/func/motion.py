@@ -12,30 +12,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from brainscale.workflows.rigid_motion import euler_angles
+from brainscale.workflows.rigid_motion import euler_angles, rotation_matrix
 
 MOTION_COLUMNS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
 """fMRIPrep's names of the six rigid-body parameters."""
-
-
-def rotation_matrix(angles: np.ndarray) -> np.ndarray:
-    """Return the 3x3 rotation ``Rz @ Ry @ Rx`` for angles (radians) about x, y and z.
-
-    Parameters
-    ----------
-    angles : array-like of shape (3,)
-        Rotations about the x, y and z axes, in radians.
-
-    Returns
-    -------
-    numpy.ndarray of shape (3, 3)
-    """
-    ax, ay, az = angles
-    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
-    rot_x = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    rot_y = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rot_z = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rot_z @ rot_y @ rot_x
 
 
 def params_to_matrix(params: np.ndarray, center: np.ndarray) -> np.ndarray:

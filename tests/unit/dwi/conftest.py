@@ -10,6 +10,8 @@ from dipy.core.gradients import gradient_table
 from dipy.sims.voxel import multi_tensor
 from scipy import ndimage
 
+from brainscale.workflows import rigid_motion
+
 ZOOM = 2.0
 FIBRE_EVALS = np.array([1.7e-3, 0.3e-3, 0.3e-3])
 AXES = {"x": (90.0, 0.0), "y": (90.0, 90.0), "z": (0.0, 0.0)}  # (theta, phi) in degrees
@@ -122,11 +124,7 @@ def make_phantom(
 
 def rotation_matrix(rx, ry, rz):
     """R = Rz @ Ry @ Rx for angles in radians."""
-    cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
-    rot_x = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    rot_y = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rot_z = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rot_z @ rot_y @ rot_x
+    return rigid_motion.rotation_matrix((rx, ry, rz))
 
 
 @pytest.fixture(scope="module")
