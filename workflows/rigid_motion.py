@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+MOTION_COLUMNS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
+"""fMRIPrep's confound names of the six rigid-body parameters (mm, radians)."""
+
 HEAD_RADIUS_MM = 50.0
 """Radius (mm) of the sphere on which rotations become arc lengths (Power et al. 2012)."""
 

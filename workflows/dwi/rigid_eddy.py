@@ -37,10 +37,11 @@ import pandas as pd
 
 from brainscale.workflows.dwi.gradients import B0_THRESHOLD
 from brainscale.workflows.dwi.sdc import parse_phase_encoding
-from brainscale.workflows.rigid_motion import euler_angles, framewise_displacement
-
-MOTION_COLUMNS = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
-"""fMRIPrep confound names of the six rigid-body parameters (mm, radians)."""
+from brainscale.workflows.rigid_motion import (
+    MOTION_COLUMNS,
+    euler_angles,
+    framewise_displacement,
+)
 
 EDDY_COLUMNS = ["eddy_offset", "eddy_x", "eddy_y", "eddy_z", "eddy_residual"]
 """Eddy-current terms: PE offset at the brain centre (mm), PE displacement per mm along
@@ -270,8 +271,8 @@ def rigid_eddy_parameters(
               else fit_eddy_offset(pe_shift, pe_scale, bvals, bvecs, pe_sign))
     shift[:, axis] = pe_shift - offset / pe_scale
     table = pd.DataFrame(np.column_stack([shift, [euler_angles(r) for r in rotations]]),
-                         columns=MOTION_COLUMNS)
-    table["framewise_displacement"] = framewise_displacement(table[MOTION_COLUMNS].to_numpy())
+                         columns=list(MOTION_COLUMNS))
+    table["framewise_displacement"] = framewise_displacement(table[list(MOTION_COLUMNS)].to_numpy())
     table["eddy_offset"] = offset
     table[["eddy_x", "eddy_y", "eddy_z"]] = eddy
     table["eddy_residual"] = residual

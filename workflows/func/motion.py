@@ -12,10 +12,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from brainscale.workflows.rigid_motion import euler_angles, rotation_matrix
-
-MOTION_COLUMNS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
-"""fMRIPrep's names of the six rigid-body parameters."""
+from brainscale.workflows.rigid_motion import (  # noqa: F401  (MOTION_COLUMNS re-exported)
+    MOTION_COLUMNS,
+    euler_angles,
+    rotation_matrix,
+)
 
 
 def params_to_matrix(params: np.ndarray, center: np.ndarray) -> np.ndarray:
